@@ -1,0 +1,1 @@
+"""Datasets, LightningDataModules, label tables, demo-data writers and transforms."""

@@ -1,0 +1,233 @@
+"""Russian Wildlife Dataset: the real `<root>/<class>/*.jpg` layout, its demo twin, and the DataModule."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cvexp.data.demo_wildlife import write_demo_wildlife
+from cvexp.data.labels import WILDLIFE_CLASSES, normalize_class_name
+from cvexp.data.split import SPLITS, stratified_split, write_split_csv
+from cvexp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pipeline
+from cvexp.errors import DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def expected_layout(class_names: Sequence[str]) -> str:
+    shown = ", ".join(class_names[:3]) + ", ..., " + class_names[-1]
+    return f"<root>/<class>/*.jpg or <root>/Cropped_final/<class>/*.jpg with class folders {shown}"
+
+
+def find_class_root(root: str | os.PathLike, class_names: Sequence[str]) -> Path:
+    """The folder that holds the class folders: `root`, `root/Cropped_final`, or one level below."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"dataset root {root} does not exist; expected {expected_layout(class_names)}. "
+                        "Set data.root=PATH or paths.data_dir=PATH")
+    candidates = [root, root / "Cropped_final"]
+    candidates += [d for sub in sorted(root.iterdir()) if sub.is_dir() for d in (sub, sub / "Cropped_final")]
+    wanted = set(class_names)
+    best, best_found = root, set()
+    for cand in candidates:
+        if not cand.is_dir():
+            continue
+        found = {normalize_class_name(d.name) for d in cand.iterdir() if d.is_dir()} & wanted
+        if found == wanted:
+            return cand
+        if len(found) > len(best_found):
+            best, best_found = cand, found
+    if not best_found:
+        raise DataError(f"no class folders found under {root}; expected {expected_layout(class_names)}")
+    missing = [c for c in class_names if c not in best_found]
+    raise DataError(f"{best} has no folder for class(es) {', '.join(missing)}; "
+                    f"expected {expected_layout(class_names)}")
+
+
+def scan_images(class_root: Path, class_names: Sequence[str]) -> tuple[list[str], list[int]]:
+    """Relative paths `<class folder>/<file>` and label ids, sorted, in the fixed class order."""
+    folders = {normalize_class_name(d.name): d for d in class_root.iterdir() if d.is_dir()}
+    files: list[str] = []
+    labels: list[int] = []
+    for label, cls in enumerate(class_names):
+        folder = folders[cls]
+        imgs = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not imgs:
+            raise DataError(f"class folder {folder} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
+                            "add images or remove the class from data.class_names")
+        files += [str(p.relative_to(class_root)) for p in imgs]
+        labels += [label] * len(imgs)
+    return files, labels
+
+
+def is_readable_image(path: str | os.PathLike) -> bool:
+    """Cheap decode check (JPEGs decode at 1/8 scale)."""
+    try:
+        if os.path.getsize(path) == 0:
+            return False
+        img = cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_8)
+    except (OSError, cv2.error):
+        return False
+    return img is not None and img.size > 0
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DataError(f"cannot read image {path}; delete or replace it, or set data.skip_corrupt=true")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+class ImageFolderDataset(Dataset):
+    """(image tensor, label) pairs from a list of files under one root."""
+
+    def __init__(self, root: str | Path, files: Sequence[str], labels: Sequence[int],
+                 transform: A.Compose | None = None):
+        self.root = Path(root)
+        self.files = list(files)
+        self.labels = list(labels)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def path(self, i: int) -> Path:
+        return self.root / self.files[i]
+
+    def __getitem__(self, i: int):
+        img = read_rgb(self.path(i))
+        if self.transform is not None:
+            img = self.transform(image=img)["image"]
+        return img, self.labels[i]
+
+
+class WildlifeDataModule(pl.LightningDataModule):
+    """Classification DataModule for the Russian Wildlife Dataset layout.
+
+    `train_transforms`/`eval_transforms` are lists of albumentations transforms (the `aug` group);
+    normalisation with `mean`/`std` and tensor conversion are appended here. The split is
+    stratified and seeded, and written to `output_dir/split.csv` when `output_dir` is given.
+    """
+
+    task = "classification"
+
+    def __init__(self, root: str, class_names: Sequence[str] | None = None,
+                 image_size: int = 224, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD, train_transforms: Sequence | None = None,
+                 eval_transforms: Sequence | None = None, batch_size: int = 32, num_workers: int = 4,
+                 split: Sequence[float] = (0.7, 0.1, 0.2), split_seed: int = 0,
+                 skip_corrupt: bool = False, verify_images: bool = True,
+                 output_dir: str | None = None, **_ignored):
+        super().__init__()
+        self.root = root
+        self.class_names = list(class_names or WILDLIFE_CLASSES)
+        self.image_size = int(image_size)
+        self.mean, self.std = list(mean), list(std)
+        default_eval = [A.Resize(self.image_size, self.image_size)]
+        self.train_tf = build_pipeline(train_transforms if train_transforms is not None else default_eval,
+                                       self.mean, self.std)
+        self.eval_tf = build_pipeline(eval_transforms if eval_transforms is not None else default_eval,
+                                      self.mean, self.std)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.split_fractions = tuple(split)
+        self.split_seed = split_seed
+        self.skip_corrupt = skip_corrupt
+        self.verify_images = verify_images
+        self.output_dir = output_dir
+        self.class_root: Path | None = None
+        self.files: list[str] = []
+        self.labels: list[int] = []
+        self.skipped: list[str] = []
+        self.split: dict[str, list[int]] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def dataset_root(self) -> Path:
+        return Path(self.root)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.split:
+            return
+        self.class_root = find_class_root(self.dataset_root(), self.class_names)
+        files, labels = scan_images(self.class_root, self.class_names)
+        if self.verify_images:
+            bad = [f for f in files if not is_readable_image(self.class_root / f)]
+            if bad and not self.skip_corrupt:
+                more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+                raise DataError(f"cannot read image {self.class_root / bad[0]}{more}; delete or replace it, "
+                                "or set data.skip_corrupt=true to skip unreadable files")
+            if bad:
+                log.warning("skipping %d unreadable image(s), listed in skipped_files.txt", len(bad))
+                keep = [i for i, f in enumerate(files) if f not in set(bad)]
+                files, labels = [files[i] for i in keep], [labels[i] for i in keep]
+            self.skipped = bad
+        self.files, self.labels = files, labels
+        self.split = stratified_split(labels, self.split_fractions, self.split_seed)
+        if self.output_dir:
+            out = Path(self.output_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            write_split_csv(out / "split.csv", files, labels, self.class_names, self.split)
+            if self.skipped:
+                (out / "skipped_files.txt").write_text(
+                    "".join(f"{self.class_root / f}\n" for f in self.skipped))
+
+    def dataset(self, split: str, augment: bool | None = None) -> ImageFolderDataset:
+        """The images of one split; `augment` defaults to True for train only."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}")
+        self.setup()
+        augment = split == "train" if augment is None else augment
+        idx = self.split[split]
+        return ImageFolderDataset(self.class_root, [self.files[i] for i in idx],
+                                  [self.labels[i] for i in idx], self.train_tf if augment else self.eval_tf)
+
+    def loader(self, split: str, augment: bool | None = None, shuffle: bool | None = None) -> DataLoader:
+        ds = self.dataset(split, augment)
+        shuffle = split == "train" if shuffle is None else shuffle
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
+                          drop_last=False)
+
+    def train_dataloader(self):
+        return self.loader("train")
+
+    def val_dataloader(self):
+        return self.loader("val")
+
+    def test_dataloader(self):
+        return self.loader("test")
+
+    def describe(self) -> dict:
+        self.setup()
+        return {s: len(self.split[s]) for s in SPLITS} | {"classes": self.num_classes,
+                                                          "skipped": len(self.skipped)}
+
+
+class DemoWildlifeDataModule(WildlifeDataModule):
+    """The same DataModule over the synthetic demo set, written on first use into `cache_dir`."""
+
+    def __init__(self, cache_dir: str, n_images: int = 1200, demo_seed: int = 0, **kwargs):
+        kwargs.setdefault("root", str(Path(cache_dir) / f"demo_wildlife_n{n_images}_s{demo_seed}"))
+        super().__init__(**kwargs)
+        self.n_images = n_images
+        self.demo_seed = demo_seed
+
+    def prepare_data(self) -> None:
+        write_demo_wildlife(self.root, self.n_images, self.demo_seed)
+
+    def dataset_root(self) -> Path:
+        return write_demo_wildlife(self.root, self.n_images, self.demo_seed)

@@ -1,0 +1,1 @@
+"""The theory behind the framework as runnable, tested code."""

@@ -1,0 +1,76 @@
+"""`python -m cvexp`: compose a run from config groups, train, test, write the run directory.
+
+    python -m cvexp                                   # demo data, from-scratch CNN
+    python -m cvexp model=resnet18 aug=strong
+    python -m cvexp -m model=convnet,resnet18         # a sweep, one job each
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from cvexp import runs
+from cvexp.callbacks import MetricHistory
+from cvexp.config import config_dir
+from cvexp.errors import CvexpError
+
+log = logging.getLogger("cvexp.train")
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit and test the composed run; write its outputs; return the flat metrics."""
+    import pytorch_lightning as pl
+
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+    out = runs.output_dir(cfg)
+    runs.resolve_inputs(cfg)
+    dm = runs.build_datamodule(cfg)
+    dm.setup("fit")  # data problems surface now, as one-line errors, before any model is built
+    net = instantiate(cfg.model)
+    module = runs.build_task(cfg.task, net=net, class_names=dm.class_names,
+                             optimizer=runs.optional(cfg.get("optimizer")),
+                             scheduler=runs.optional(cfg.get("scheduler")))
+    resolved = runs.resolved_container(cfg)
+    OmegaConf.save(resolved, out / "config.yaml")
+    module.extra_checkpoint["config"] = resolved
+    history = MetricHistory()
+    trainer = runs.build_trainer(cfg, history)
+    runs.log_config(trainer, resolved)
+
+    if cfg.get("train", True):
+        trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    best = {k: v for k, v in trainer.callback_metrics.items() if k.endswith("_best")}
+    if cfg.get("test", True):
+        ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if not ckpt:
+            log.warning("no best checkpoint; testing the weights at the end of training")
+        trainer.test(module, datamodule=dm, ckpt_path=ckpt or None)
+    metrics = runs.finite_metrics({**best, **{k: v for k, v in trainer.callback_metrics.items()
+                                              if k.startswith("test/")}})
+    runs.write_run_results(out, module, trainer, metrics, history.history, dm)
+    log.info("run directory: %s", out)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    return runs.run_job(train, cfg)
+
+
+def main() -> None:
+    try:
+        runs.refuse_finished_run_dir(sys.argv[1:])
+    except CvexpError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
