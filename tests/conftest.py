@@ -1,0 +1,64 @@
+"""Shared fixtures. No test touches the network: hubs are forced offline, W&B runs offline,
+demo data goes to a per-session cache."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["WANDB_MODE"] = "offline"
+os.environ["WANDB_SILENT"] = "true"
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("TORCH_HOME", "/nonexistent-cvexp-test-torch-home")
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """Demo datasets are written once per test session, never into the user's cache."""
+    cache = tmp_path_factory.mktemp("cvexp-cache")
+    os.environ["CVEXP_CACHE_DIR"] = str(cache)
+    yield cache
+
+
+@pytest.fixture
+def compose_cfg(tmp_path):
+    """compose_cfg("train", ["model=resnet18"]) -> a composed config whose run dir is tmp_path/run."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from cvexp.config import config_dir
+
+    def _compose(config_name: str = "train", overrides=(), run_dir: Path | None = None):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(version_base="1.3", config_dir=config_dir()):
+            cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+        HydraConfig().set_config(cfg)
+        out = Path(run_dir or tmp_path / "run")
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(out)
+            cfg.paths.log_dir = str(tmp_path / "logs")
+            cfg.paths.cache_dir = os.environ["CVEXP_CACHE_DIR"]
+        GlobalHydra.instance().clear()
+        return cfg
+
+    return _compose
+
+
+def run_cli(args, cwd=None, env=None, timeout=600):
+    """Run `python -m ...` in a subprocess with the test environment; return CompletedProcess."""
+    import subprocess
+
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=e, capture_output=True, text=True,
+                          timeout=timeout)
