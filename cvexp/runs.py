@@ -91,7 +91,8 @@ def run_job(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> float | None:
     """Run one job: status.json before and after, the optimized metric back to Hydra.
 
     A user error (CvexpError) in a single run prints one line and exits with code 2; in a
-    multirun the job is marked failed and the sweep goes on (the report shows the error).
+    multirun any failing job is marked failed in its status.json, returns NaN and the sweep goes
+    on (the sweep report lists it with its error).
     """
     out = output_dir(cfg)
     if is_finished_run(out):
@@ -112,10 +113,11 @@ def run_job(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> float | None:
         write_json(out / STATUS_FILE, status)
         if isinstance(e, KeyboardInterrupt):
             raise
+        if is_multirun():  # the sweep goes on; the report lists this job with its error
+            log.error("job failed: %s", msg if user_error else status["traceback"])
+            return float("nan")
         if user_error:
             log.error("error: %s", msg)
-            if is_multirun():
-                return float("nan")
             print(f"error: {msg}", file=sys.stderr)
             sys.exit(2)
         raise
