@@ -87,6 +87,25 @@ def cli_overrides() -> list[str]:
         return []
 
 
+def _log_to_files(level: int, msg: str) -> None:
+    """Into the run's log file only: the console gets the message once, on stderr."""
+    record = log.makeRecord(log.name, level, __file__, 0, msg, (), None)
+    for h in logging.getLogger().handlers:
+        if isinstance(h, logging.FileHandler):
+            h.handle(record)
+
+
+def user_error_in(e: BaseException) -> CvexpError | None:
+    """The CvexpError behind `e`, also when Hydra's instantiate wrapped it."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, CvexpError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def run_job(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> float | None:
     """Run one job: status.json before and after, the optimized metric back to Hydra.
 
@@ -105,6 +124,7 @@ def run_job(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> float | None:
     try:
         metrics = fn(cfg)
     except BaseException as e:  # noqa: BLE001 - record every failure, then decide how to surface it
+        e = user_error_in(e) or e
         user_error = isinstance(e, CvexpError)
         msg = str(e) if user_error else f"{type(e).__name__}: {e}"
         status.update(status="failed", error=msg, wall_time_s=round(time.time() - started, 2))
@@ -117,7 +137,7 @@ def run_job(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> float | None:
             log.error("job failed: %s", msg if user_error else status["traceback"])
             return float("nan")
         if user_error:
-            log.error("error: %s", msg)
+            _log_to_files(logging.ERROR, f"error: {msg}")
             print(f"error: {msg}", file=sys.stderr)
             sys.exit(2)
         raise

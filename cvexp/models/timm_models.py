@@ -60,9 +60,9 @@ class TimmClassifier(nn.Module):
         try:
             return timm.create_model(name, pretrained=True, num_classes=num_classes, drop_rate=drop_rate)
         except Exception as e:  # noqa: BLE001 - offline, no cache, hub errors: all mean "no weights"
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
             raise CheckpointError(
-                f"cannot get ImageNet weights for {name} from the timm hub or its cache ({reason}); "
+                f"cannot get ImageNet weights for {name}: not in the timm/Hugging Face cache and the hub "
+                f"cannot be reached ({type(e).__name__}); "
                 f"pass model.weights=/path/to/{name}.pth (a local state dict) or model.pretrained=false"
             ) from None
 
