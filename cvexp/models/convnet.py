@@ -53,8 +53,11 @@ class ConvNet(nn.Module):
             ch = spec["channels"]
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1) if global_pool else nn.Identity()
-        with torch.no_grad():
-            n_features = self._flat(self.features(torch.zeros(1, in_channels, input_size, input_size))).shape[1]
+        try:
+            with torch.no_grad():
+                n_features = self._flat(self.features(torch.zeros(1, in_channels, input_size, input_size))).shape[1]
+        except RuntimeError:  # a pool or conv larger than what is left of the image
+            n_features = 0
         if n_features == 0:
             raise ValueError(f"model.blocks shrink a {input_size}px input to nothing; use fewer pools or a larger input")
         self.num_features = n_features
