@@ -212,9 +212,9 @@ def build_trainer(cfg: DictConfig, history: MetricHistory | None = None) -> pl.T
 
 def resolved_container(cfg: DictConfig) -> dict:
     """The run's config with every interpolation resolved (hydra node left out)."""
-    c = OmegaConf.to_container(cfg, resolve=True)
+    c = OmegaConf.to_container(cfg, resolve=False)
     c.pop("hydra", None)
-    return c
+    return OmegaConf.to_container(OmegaConf.create(c), resolve=True)
 
 
 def log_config(trainer: pl.Trainer, cfg: dict) -> None:

@@ -28,9 +28,8 @@ def _session_cache(tmp_path_factory):
     yield cache
 
 
-@pytest.fixture
-def compose_cfg(tmp_path):
-    """compose_cfg("train", ["model=resnet18"]) -> a composed config whose run dir is tmp_path/run."""
+def compose_config(config_name: str = "train", overrides=(), run_dir=None, log_dir=None):
+    """A composed config as the entry point would see it, its run dir set to `run_dir`."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
@@ -38,18 +37,26 @@ def compose_cfg(tmp_path):
 
     from cvexp.config import config_dir
 
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=config_dir()):
+        cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        if run_dir is not None:
+            cfg.paths.output_dir = str(run_dir)
+        if log_dir is not None:
+            cfg.paths.log_dir = str(log_dir)
+        cfg.paths.cache_dir = os.environ["CVEXP_CACHE_DIR"]
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+@pytest.fixture
+def compose_cfg(tmp_path):
+    """compose_cfg("train", ["model=resnet18"]) -> a composed config whose run dir is tmp_path/run."""
+
     def _compose(config_name: str = "train", overrides=(), run_dir: Path | None = None):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(version_base="1.3", config_dir=config_dir()):
-            cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
-        HydraConfig().set_config(cfg)
-        out = Path(run_dir or tmp_path / "run")
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(out)
-            cfg.paths.log_dir = str(tmp_path / "logs")
-            cfg.paths.cache_dir = os.environ["CVEXP_CACHE_DIR"]
-        GlobalHydra.instance().clear()
-        return cfg
+        return compose_config(config_name, overrides, run_dir or tmp_path / "run", tmp_path / "logs")
 
     return _compose
 

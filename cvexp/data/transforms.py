@@ -20,10 +20,23 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def build_pipeline(transforms: Sequence[A.BasicTransform], mean: Sequence[float],
-                   std: Sequence[float], additional_targets: dict[str, str] | None = None) -> A.Compose:
+                   std: Sequence[float], additional_targets: dict[str, str] | None = None,
+                   seed: int | None = 0) -> A.Compose:
+    """Albumentations keeps its own RNG (global seeds do not reach it), so the pipeline is seeded
+    here; DataLoader workers reseed their copy with `seed_worker_transforms`."""
     steps = list(transforms) + [A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0),
                                 ToTensorV2()]
-    return A.Compose(steps, additional_targets=additional_targets or {})
+    return A.Compose(steps, additional_targets=additional_targets or {}, seed=seed)
+
+
+def seed_worker_transforms(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: give each worker's copy of the dataset's albumentations
+    pipeline its own seed, derived from torch's per-worker seed (which changes every epoch and
+    follows `seed_everything`), so workers do not repeat each other's augmentations."""
+    info = torch.utils.data.get_worker_info()
+    transform = getattr(info.dataset, "transform", None) if info else None
+    if transform is not None and hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(info.seed % 2**32)
 
 
 def denormalize(img: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:

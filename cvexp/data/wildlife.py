@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from cvexp.data.demo_wildlife import write_demo_wildlife
 from cvexp.data.labels import WILDLIFE_CLASSES, normalize_class_name
 from cvexp.data.split import SPLITS, stratified_split, write_split_csv
-from cvexp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pipeline
+from cvexp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pipeline, seed_worker_transforms
 from cvexp.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,8 @@ class WildlifeDataModule(pl.LightningDataModule):
                  eval_transforms: Sequence | None = None, batch_size: int = 32, num_workers: int = 4,
                  split: Sequence[float] = (0.7, 0.1, 0.2), split_seed: int = 0,
                  skip_corrupt: bool = False, verify_images: bool = True,
-                 output_dir: str | None = None, **_ignored):
+                 output_dir: str | None = None, seed: int = 0,
+                 num_classes: int | None = None):  # num_classes: checked against class_names by cvexp.runs
         super().__init__()
         self.root = root
         self.class_names = list(class_names or WILDLIFE_CLASSES)
@@ -136,9 +137,9 @@ class WildlifeDataModule(pl.LightningDataModule):
         self.mean, self.std = list(mean), list(std)
         default_eval = [A.Resize(self.image_size, self.image_size)]
         self.train_tf = build_pipeline(train_transforms if train_transforms is not None else default_eval,
-                                       self.mean, self.std)
+                                       self.mean, self.std, seed=seed)
         self.eval_tf = build_pipeline(eval_transforms if eval_transforms is not None else default_eval,
-                                      self.mean, self.std)
+                                      self.mean, self.std, seed=seed)
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.split_fractions = tuple(split)
@@ -200,7 +201,7 @@ class WildlifeDataModule(pl.LightningDataModule):
         shuffle = split == "train" if shuffle is None else shuffle
         return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
-                          drop_last=False)
+                          worker_init_fn=seed_worker_transforms if self.num_workers > 0 else None)
 
     def train_dataloader(self):
         return self.loader("train")
