@@ -47,7 +47,7 @@ def build_from_checkpoint(ckpt: dict, path: str):
     model_cfg = train_cfg.model
     with open_dict(model_cfg):
         for k, v in WEIGHT_KEYS.items():
-            if k in model_cfg:
+            if k in model_cfg.keys():  # `in` alone is False for a missing (???) value
                 model_cfg[k] = v
     net = instantiate(model_cfg)
     module = runs.build_task(train_cfg.task, net=net, class_names=ckpt["cvexp"]["class_names"])
@@ -63,7 +63,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     import pytorch_lightning as pl
 
     if cfg.get("seed") is not None:
-        pl.seed_everything(cfg.seed, workers=True)
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
     out = runs.output_dir(cfg)
     ckpt = load_checkpoint(cfg.ckpt_path)
     module, train_cfg = build_from_checkpoint(ckpt, cfg.ckpt_path)

@@ -27,7 +27,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import pytorch_lightning as pl
 
     if cfg.get("seed") is not None:
-        pl.seed_everything(cfg.seed, workers=True)
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
     out = runs.output_dir(cfg)
     runs.resolve_inputs(cfg)
     dm = runs.build_datamodule(cfg)

@@ -1,0 +1,64 @@
+"""The command line as a user meets it: sweeps, and one-line errors for what a user gets wrong."""
+
+import json
+
+import pytest
+from conftest import run_cli
+
+COMMON = ["debug=fast", "data.image_size=32", "callbacks.progress_bar=null", "logger=none"]
+FAST = [*COMMON, "data.n_images=200"]
+
+
+@pytest.mark.slow
+def test_two_job_multirun(tmp_path):
+    sweep = tmp_path / "sweep"
+    r = run_cli(["-m", "cvexp", "-m", "aug=none,basic", *FAST, f"hydra.sweep.dir={sweep}"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1"]
+    for job, aug in zip(jobs, ("none", "basic")):
+        assert json.loads((job / "status.json").read_text())["status"] == "completed"
+        assert "test/acc" in json.loads((job / "metrics.json").read_text())
+        assert f"aug={aug}" in (job / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_unknown_option_lists_the_available_ones(tmp_path):
+    r = run_cli(["-m", "cvexp", "model=resnet1800", f"hydra.run.dir={tmp_path / 'r'}"])
+    assert r.returncode != 0
+    assert "model/resnet1800" in r.stderr and "convnet" in r.stderr and "resnet18" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_data_root_is_one_line(tmp_path):
+    missing = tmp_path / "no-such-dataset"
+    r = run_cli(["-m", "cvexp", "data=wildlife", f"paths.data_dir={missing}", *COMMON,
+                 f"hydra.run.dir={tmp_path / 'r'}"])
+    assert r.returncode == 2
+    err = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("error: ") and str(missing) in err[0]
+    assert "Traceback" not in r.stderr
+    status = json.loads((tmp_path / "r" / "status.json").read_text())
+    assert status["status"] == "failed" and str(missing) in status["error"]
+
+
+def test_finished_run_is_never_overwritten(tmp_path):
+    run = tmp_path / "done"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "metrics.json").write_text('{"test/acc": 0.9}')
+    (run / "status.json").write_text('{"status": "completed"}')
+    (run / ".hydra" / "config.yaml").write_text("original: true\n")
+    r = run_cli(["-m", "cvexp", *FAST, f"hydra.run.dir={run}"])
+    assert r.returncode == 2 and "holds a finished run" in r.stderr
+    assert (run / "metrics.json").read_text() == '{"test/acc": 0.9}'
+    assert (run / ".hydra" / "config.yaml").read_text() == "original: true\n"
+    r = run_cli(["-m", "cvexp.eval", f"ckpt_path={tmp_path / 'x.ckpt'}", f"hydra.run.dir={run}"])
+    assert r.returncode == 2 and "holds a finished run" in r.stderr
+
+
+def test_bad_checkpoint_paths(tmp_path):
+    r = run_cli(["-m", "cvexp.eval", f"ckpt_path={tmp_path / 'missing.ckpt'}", f"hydra.run.dir={tmp_path / 'a'}"])
+    assert r.returncode == 2 and "missing.ckpt does not exist" in r.stderr
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"\x00not a checkpoint")
+    r = run_cli(["-m", "cvexp.eval", f"ckpt_path={junk}", f"hydra.run.dir={tmp_path / 'b'}"])
+    assert r.returncode == 2 and "cannot load checkpoint" in r.stderr and "Traceback" not in r.stderr

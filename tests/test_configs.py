@@ -1,0 +1,126 @@
+"""Every option of every config group composes, and every object-building option instantiates."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+
+from cvexp import metric_names as M
+from cvexp import runs
+from cvexp.config import config_dir
+
+CONF = Path(config_dir())
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def primary_config_for(group: str) -> str:
+    """The entry-point config (train.yaml first) whose defaults list names `group`."""
+    import yaml
+
+    for path in sorted(CONF.glob("*.yaml"), key=lambda p: (p.stem != "train", p.stem)):
+        for entry in yaml.safe_load(path.read_text()).get("defaults", []):
+            if isinstance(entry, dict) and any(str(k).split("@")[0] == group for k in entry):
+                return path.stem
+    raise AssertionError(f"config group {group} is in no entry point's defaults list")
+
+
+def all_group_options():
+    for group in sorted(p.name for p in CONF.iterdir() if p.is_dir()):
+        if group == "hydra":
+            continue
+        for opt in options(group):
+            yield primary_config_for(group), group, opt
+
+
+@pytest.mark.parametrize("primary,group,option", list(all_group_options()))
+def test_every_option_composes(compose_cfg, primary, group, option):
+    cfg = compose_cfg(primary, [f"{group}={option}"])
+    assert isinstance(cfg, DictConfig)
+    runs.resolved_container(cfg)  # every interpolation resolves
+
+
+@pytest.mark.parametrize("option", options("data"))
+def test_data_options_instantiate(compose_cfg, option):
+    cfg = compose_cfg("train", [f"data={option}"])
+    runs.resolve_inputs(cfg)
+    dm = runs.build_datamodule(cfg)
+    assert dm.num_classes == cfg.data.num_classes
+
+
+@pytest.mark.parametrize("option", options("model"))
+def test_model_options_instantiate(compose_cfg, option):
+    from cvexp.eval import WEIGHT_KEYS
+
+    cfg = compose_cfg("train", [f"model={option}"])
+    with open_dict(cfg):
+        for k, v in WEIGHT_KEYS.items():  # no downloads, no files: architecture only
+            if k in cfg.model.keys():
+                cfg.model[k] = v
+    runs.resolve_inputs(cfg)
+    net = instantiate(cfg.model)
+    assert sum(p.numel() for p in net.parameters()) > 0
+
+
+@pytest.mark.parametrize("option", options("aug"))
+def test_aug_options_instantiate(compose_cfg, option):
+    cfg = compose_cfg("train", [f"aug={option}"])
+    for part in ("train", "eval"):
+        tf = instantiate(cfg.aug[part], _convert_="all")
+        assert isinstance(tf, list) and tf
+
+
+@pytest.mark.parametrize("group", ["logger", "callbacks"])
+def test_named_dict_groups_instantiate(compose_cfg, group):
+    for opt in options(group):
+        cfg = compose_cfg("train", [f"{group}={opt}"])
+        built = runs.build_dict(cfg.get(group))
+        assert len(built) == sum(1 for v in (cfg.get(group) or {}).values()
+                                 if isinstance(v, DictConfig) and "_target_" in v)
+
+
+def test_named_entries_can_be_dropped(compose_cfg):
+    cfg = compose_cfg("train", ["callbacks.progress_bar=null"])
+    names = [type(c).__name__ for c in runs.build_dict(cfg.callbacks)]
+    assert "RichProgressBar" not in names and "ModelCheckpoint" in names
+    assert runs.build_dict(compose_cfg("train", ["logger=none"]).get("logger")) == []
+
+
+@pytest.mark.parametrize("option", options("trainer"))
+def test_trainer_options(compose_cfg, option):
+    cfg = compose_cfg("train", [f"trainer={option}"])
+    if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        assert cfg.trainer.devices  # composes; building needs a GPU
+        return
+    trainer = runs.build_trainer(cfg)
+    assert trainer.max_epochs == cfg.trainer.max_epochs
+
+
+@pytest.mark.parametrize("group", ["optimizer", "scheduler", "regularization"])
+def test_optimizer_scheduler_regularization_options(compose_cfg, group):
+    for opt in options(group):
+        cfg = compose_cfg("train", [f"{group}={opt}"])
+        params = [torch.nn.Parameter(torch.zeros(3))]
+        optimizer = runs.optional(cfg.optimizer)(params=params)
+        sched = runs.optional(cfg.scheduler)
+        if sched is not None:
+            sched(optimizer=optimizer)
+
+
+def test_metric_names_in_configs_are_defined(compose_cfg):
+    cfg = compose_cfg("train")
+    assert cfg.monitor in M.all_names()
+    assert cfg.optimized_metric in M.all_names()
+    assert cfg.callbacks.model_checkpoint.monitor == cfg.monitor
+
+
+def test_eval_config_requires_a_checkpoint(compose_cfg):
+    from omegaconf.errors import MissingMandatoryValue
+
+    cfg = compose_cfg("eval")
+    with pytest.raises(MissingMandatoryValue):
+        _ = cfg.ckpt_path
