@@ -1,0 +1,316 @@
+"""Segmentation metrics over a whole dataset from one confusion matrix (the Cityscapes convention).
+
+This follows cityscapesScripts `evalPixelLevelSemanticLabeling` (and IDD's `evaluate_mIoU.py`, which
+copies it):
+
+- One confusion matrix is summed over every pixel of every image; rows are truth, columns prediction.
+  Pixels whose truth is `ignore_index` (255) are left out entirely, so a prediction there is no
+  false positive ("FP counts only pixels whose truth is a valid class").
+- Per class: IoU = TP / (TP + FP + FN), precision = TP / (TP + FP), recall = TP / (TP + FN),
+  F1 = 2 TP / (2 TP + FP + FN).
+- A class with no truth pixel and no predicted pixel is *absent*: all its scores are NaN and it is
+  left out of the means (mIoU is a nanmean), never counted as 0. A class that is present but has a
+  0/0 ratio (truth but never predicted: precision; predicted but no truth: recall) scores 0, as in
+  scikit-learn's `zero_division=0`.
+- Pixel accuracy = sum(TP) / number of valid-truth pixels.
+
+Predictions outside [0, C) -- e.g. 255 after mapping an IDD model's classes into Cityscapes train
+ids -- are "no class": cityscapesScripts counts a prediction of a non-evaluated label as a miss (FN
+of the true class, FP of none). `confusion_matrix(..., unassigned_column=True)` keeps them in an
+extra last column, and every function here accepts a (C, C) or a (C, C+1) matrix. With a square
+matrix they would be lost silently, so `confusion_matrix` refuses them instead.
+
+`torchmetrics.segmentation.MeanIoU` averages per image, which is not the headline number; use
+`SegmentationConfusion` (accumulates across batches and DDP processes) or `confusion_matrix`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torchmetrics import Metric
+
+from cvexp import metric_names as M
+from cvexp.errors import DataError
+
+PER_CLASS_KEYS = ("iou", "precision", "recall", "f1")
+UNASSIGNED = "(no class)"
+
+
+# --------------------------------------------------------------------------- counting
+
+def _count(idx: torch.Tensor, n: int) -> torch.Tensor:
+    """`bincount(idx, minlength=n)`; sort-based where CUDA bincount is refused (deterministic mode)
+    or missing (MPS)."""
+    if idx.device.type == "cpu" or (idx.device.type == "cuda" and not torch.are_deterministic_algorithms_enabled()):
+        return torch.bincount(idx, minlength=n)
+    return _count_sorted(idx, n)
+
+
+def _count_sorted(idx: torch.Tensor, n: int) -> torch.Tensor:
+    values, counts = torch.unique(idx, return_counts=True)
+    out = torch.zeros(n, dtype=torch.long, device=idx.device)
+    out[values] = counts
+    return out
+
+
+def _counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None,
+            per_image: bool) -> torch.Tensor:
+    """(G, C, C+1) pixel counts, truth x prediction; column C = prediction outside [0, C).
+    G = batch size with `per_image`, else 1."""
+    pred, target = torch.as_tensor(pred), torch.as_tensor(target)
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}; "
+                         "take argmax over the class dim and resize the prediction to the label size")
+    if pred.is_floating_point() or target.is_floating_point():
+        raise ValueError("pred and target must hold integer class ids (take argmax of the logits first)")
+    c = int(num_classes)
+    t, p = target.long(), pred.long().to(target.device)
+    valid = t != ignore_index if ignore_index is not None else torch.ones_like(t, dtype=torch.bool)
+    bad = valid & ((t < 0) | (t >= c))
+    if bool(bad.any()):
+        values = torch.unique(t[bad])[:5].tolist()
+        raise DataError(f"label masks hold values {values} outside [0, {c}) that are not the ignore index "
+                        f"{ignore_index}; map them to a class or to {ignore_index} in the dataset")
+    col = torch.where((p >= 0) & (p < c), p, c)
+    cells = c * (c + 1)
+    idx = t.clamp(0, c - 1) * (c + 1) + col
+    groups = 1
+    if per_image:
+        groups = t.shape[0] if t.dim() > 0 else 1
+        offset = torch.arange(groups, device=t.device).view(-1, *([1] * (t.dim() - 1))) * cells
+        idx = idx + offset
+    trash = groups * cells
+    idx = torch.where(valid, idx, trash).reshape(-1)
+    return _count(idx, trash + 1)[:trash].view(groups, c, c + 1)
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None = 255,
+                     unassigned_column: bool = False) -> torch.Tensor:
+    """Pixel confusion matrix (int64, rows truth, columns prediction) of label maps of any equal shape.
+
+    Pixels with `target == ignore_index` are excluded. Other targets outside [0, C) raise
+    `DataError`. Predictions outside [0, C) are counted in an extra last column when
+    `unassigned_column=True` (a (C, C+1) matrix; they are misses of the true class); with the default
+    square matrix they raise `ValueError` rather than vanish.
+    """
+    counts = _counts(pred, target, num_classes, ignore_index, per_image=False)[0]
+    if unassigned_column:
+        return counts
+    if bool(counts[:, -1].any()):
+        raise ValueError(f"{int(counts[:, -1].sum())} predictions lie outside [0, {num_classes}); "
+                         "pass unassigned_column=True to count them as misses (Cityscapes convention)")
+    return counts[:, :-1]
+
+
+# --------------------------------------------------------------------------- scores
+
+def _scores(cm: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-class scores along the last two dims of a float64 (..., C, C[+1]) matrix."""
+    c = cm.shape[-2]
+    if cm.shape[-1] not in (c, c + 1):
+        raise ValueError(f"confusion matrix must be (C, C) or (C, C+1), got {tuple(cm.shape)}")
+    square = cm[..., :c]
+    tp = torch.diagonal(square, dim1=-2, dim2=-1)
+    truth = cm.sum(-1)  # every valid-truth pixel, unassigned predictions included
+    predicted = square.sum(-2)  # predictions on valid-truth pixels only
+    fp, fn = predicted - tp, truth - tp
+    present = (truth + predicted) > 0
+    nan = torch.full_like(tp, math.nan)
+
+    def ratio(num, den):
+        return torch.where(present, torch.where(den > 0, num / den.clamp(min=1), torch.zeros_like(num)), nan)
+
+    return {
+        "iou": ratio(tp, tp + fp + fn),
+        "precision": ratio(tp, tp + fp),
+        "recall": ratio(tp, tp + fn),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "tp": tp,
+        "truth_pixels": truth,
+        "predicted_pixels": predicted,
+        "present": present,
+    }
+
+
+def _nanmean(x: torch.Tensor) -> torch.Tensor:
+    """nanmean over the last dim; NaN (no warning) where every entry is NaN."""
+    keep = ~torch.isnan(x)
+    n = keep.sum(-1)
+    total = torch.where(keep, x, torch.zeros_like(x)).sum(-1)
+    return torch.where(n > 0, total / n.clamp(min=1), torch.full_like(total, math.nan))
+
+
+def _summary(s: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    valid = s["truth_pixels"].sum(-1)
+    acc = torch.where(valid > 0, s["tp"].sum(-1) / valid.clamp(min=1), torch.full_like(valid, math.nan))
+    return {M.MIOU: _nanmean(s["iou"]), M.PIXEL_ACC: acc, M.MEAN_PRECISION: _nanmean(s["precision"]),
+            M.MEAN_RECALL: _nanmean(s["recall"]), M.MEAN_F1: _nanmean(s["f1"])}
+
+
+def _as_f64(cm) -> torch.Tensor:
+    if isinstance(cm, torch.Tensor):
+        return cm.detach().to("cpu", torch.float64)
+    return torch.as_tensor(np.asarray(cm), dtype=torch.float64)
+
+
+def metrics_from_confusion(cm) -> dict[str, Any]:
+    """Dataset-level scores from a (C, C) or (C, C+1) confusion matrix (numpy or torch).
+
+    Returns the summary under the names in `cvexp.metric_names` -- `miou`, `pixel_acc`,
+    `mean_precision`, `mean_recall`, `mean_f1` (Python floats; NaN when nothing is valid) -- and
+    per-class numpy arrays `iou`, `precision`, `recall`, `f1` (float64, NaN for absent classes),
+    `tp`, `truth_pixels`, `predicted_pixels` (int64) and `present` (bool).
+    """
+    s = _scores(_as_f64(cm))
+    out: dict[str, Any] = {k: float(v) for k, v in _summary(s).items()}
+    for k in PER_CLASS_KEYS:
+        out[k] = s[k].numpy()
+    for k in ("tp", "truth_pixels", "predicted_pixels"):
+        out[k] = s[k].numpy().astype(np.int64)
+    out["present"] = s["present"].numpy()
+    return out
+
+
+def per_class_rows(metrics: dict[str, Any], class_names: Sequence[str]) -> list[dict]:
+    """Rows for a CSV (`cvexp.analysis.confusion.write_rows_csv`): one per class, NaN kept as NaN."""
+    return [{"class_id": i, "class_name": n,
+             **{k: float(metrics[k][i]) for k in PER_CLASS_KEYS},
+             "truth_pixels": int(metrics["truth_pixels"][i]), "predicted_pixels": int(metrics["predicted_pixels"][i])}
+            for i, n in enumerate(class_names)]
+
+
+class PerImageIoU(NamedTuple):
+    """Per-image scores (float64, CPU): `miou` (B,), `iou` (B, C) with NaN for classes absent from
+    that image, `pixel_acc` (B,). An image with no valid pixel has NaN everywhere."""
+    miou: torch.Tensor
+    iou: torch.Tensor
+    pixel_acc: torch.Tensor
+
+
+def per_image_iou(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                  ignore_index: int | None = 255) -> PerImageIoU:
+    """IoU of each image on its own (for failure analysis: sort by `miou`); pred/target (B, H, W).
+    Same definitions as the dataset-level numbers, predictions outside [0, C) count as misses."""
+    if torch.as_tensor(target).dim() < 3:
+        raise ValueError("per_image_iou expects a batch of label maps (B, H, W); add a batch dim with [None]")
+    counts = _counts(pred, target, num_classes, ignore_index, per_image=True)
+    s = _scores(counts.to("cpu", torch.float64))
+    summary = _summary(s)
+    return PerImageIoU(miou=summary[M.MIOU], iou=s["iou"], pixel_acc=summary[M.PIXEL_ACC])
+
+
+# --------------------------------------------------------------------------- torchmetrics
+
+class SegmentationConfusion(Metric):
+    """Accumulates the pixel confusion matrix over batches (and DDP processes: states are summed).
+
+    `update(preds, target)` takes class ids (B, H, W) or logits (B, C, H, W, argmax is taken).
+    `compute()` returns `metrics_from_confusion` as tensors: float64 scalars under the
+    `cvexp.metric_names` keys (log these), per-class float64 vectors, and `confusion`, the
+    (C, C+1) int64 matrix whose last column counts predictions outside [0, C) (none from argmax).
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, num_classes: int, ignore_index: int | None = 255, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = int(num_classes)
+        self.ignore_index = ignore_index
+        c = self.num_classes
+        self.add_state("confmat", default=torch.zeros(c, c + 1, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        if preds.is_floating_point() and preds.dim() == target.dim() + 1:
+            preds = preds.argmax(1)
+        self.confmat += _counts(preds, target, self.num_classes, self.ignore_index, per_image=False)[0]
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        cm = self.confmat.detach().cpu()
+        s = _scores(cm.to(torch.float64))
+        out = dict(_summary(s))
+        out.update({k: s[k] for k in PER_CLASS_KEYS})
+        out.update({k: s[k].long() for k in ("tp", "truth_pixels", "predicted_pixels")})
+        out["confusion"] = cm
+        return out
+
+
+# --------------------------------------------------------------------------- analysis
+
+def _labels(cm: np.ndarray, class_names: Sequence[str]) -> tuple[list[str], list[str]]:
+    rows = list(class_names)
+    if len(rows) != cm.shape[0]:
+        raise ValueError(f"{len(rows)} class names for a confusion matrix with {cm.shape[0]} rows")
+    cols = rows + ([UNASSIGNED] if cm.shape[1] == cm.shape[0] + 1 else [])
+    return rows, cols
+
+
+def most_confused_pairs(cm, class_names: Sequence[str], k: int = 10) -> list[dict]:
+    """The k largest off-diagonal cells: `{"true", "predicted", "pixels", "share_of_true"}` where
+    share_of_true = pixels / truth pixels of that class (what fraction of the class goes there)."""
+    cm = _as_f64(cm).numpy()
+    rows, cols = _labels(cm, class_names)
+    off = cm.copy()
+    n = cm.shape[0]
+    off[np.arange(n), np.arange(n)] = 0
+    truth = cm.sum(1)
+    order = np.argsort(off, axis=None, kind="stable")[::-1]
+    out = []
+    for flat in order[:max(int(k), 0)]:
+        i, j = np.unravel_index(flat, off.shape)
+        if off[i, j] <= 0:
+            break
+        out.append({"true": rows[i], "predicted": cols[j], "pixels": int(off[i, j]),
+                    "share_of_true": float(off[i, j] / truth[i]) if truth[i] else math.nan})
+    return out
+
+
+def plot_normalized_confusion(cm, class_names: Sequence[str], path: str | Path,
+                              title: str = "Pixel confusion matrix") -> Path:
+    """Row-normalised heat map sized for 19-26 classes: a row is where that class's pixels went.
+
+    Cells show rates >= 0.01 as two digits ('.37'), the diagonal is outlined, row labels carry the
+    class's share of valid pixels, rows without truth are hatched grey.
+    """
+    cm = _as_f64(cm).numpy()
+    rows, cols = _labels(cm, class_names)
+    truth = cm.sum(1, keepdims=True)
+    rates = np.divide(cm, truth, out=np.zeros_like(cm), where=truth > 0)
+    share = truth[:, 0] / truth.sum() if truth.sum() else np.zeros(len(rows))
+    n_r, n_c = rates.shape
+    size = max(6.0, 0.42 * n_c + 3.0)
+    fig, ax = plt.subplots(figsize=(size + 1.2, max(5.0, 0.42 * n_r + 3.0)))
+    shown = np.ma.masked_where(np.repeat(truth == 0, n_c, axis=1), rates)
+    cmap = plt.get_cmap("Blues").with_extremes(bad="#dddddd")
+    im = ax.imshow(shown, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks(range(n_c), cols, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n_r), [f"{r} ({s:.1%})" for r, s in zip(rows, share)], fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (share of valid pixels)")
+    ax.set_title(f"{title} (rows normalised)")
+    font = 6 if n_c > 20 else 7
+    for i in range(n_r):
+        if truth[i, 0] == 0:
+            ax.add_patch(plt.Rectangle((-0.5, i - 0.5), n_c, 1, fill=False, hatch="///", lw=0, color="#999999"))
+            continue
+        for j in range(n_c):
+            v = rates[i, j]
+            if v >= 0.01:
+                text = "1.0" if v >= 0.995 else f"{v:.2f}"[1:]
+                ax.text(j, i, text, ha="center", va="center", fontsize=font,
+                        color="white" if v > 0.5 else "black")
+    for i in range(min(n_r, n_c)):
+        ax.add_patch(plt.Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, lw=0.8, ec="#444444"))
+    fig.colorbar(im, ax=ax, fraction=0.035, pad=0.02)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return Path(path)
