@@ -50,7 +50,10 @@ def build_from_checkpoint(ckpt: dict, path: str):
             if k in model_cfg.keys():  # `in` alone is False for a missing (???) value
                 model_cfg[k] = v
     net = instantiate(model_cfg)
-    module = runs.build_task(train_cfg.task, net=net, class_names=ckpt["cvexp"]["class_names"])
+    info = ckpt["cvexp"]
+    objects = {"class_names": info["class_names"]}
+    objects.update({k: info[k] for k in ("palette", "label_space") if info.get(k) is not None})
+    module = runs.build_task(train_cfg.task, net=net, **objects)
     try:
         module.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError as e:
@@ -78,8 +81,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             cfg.aug = {"eval": train_cfg.aug.eval} if train_cfg.get("aug") else None
         cfg.model = train_cfg.model
         cfg.task = train_cfg.task
+        if module.task == "segmentation" and cfg.get("space"):
+            cfg.data.target_space = cfg.space  # the data's masks into the shared space
+            cfg.data.num_classes = None  # now the target space's; the data module knows it
     dm = runs.build_datamodule(cfg)
     dm.setup("test")
+    if hasattr(module, "adapt_to"):
+        module.adapt_to(dm)  # the model's predictions into the data's space
     check_compatible(module, dm, cfg.ckpt_path)
     OmegaConf.save(runs.resolved_container(cfg), out / "config.yaml")
     trainer = runs.build_trainer(cfg)

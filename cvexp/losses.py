@@ -26,7 +26,7 @@ from collections.abc import Iterable
 import torch
 
 __all__ = [
-    "logsumexp", "naive_logsumexp",
+    "logsumexp", "naive_logsumexp", "dice_loss",
     "softmax", "log_softmax", "naive_softmax", "naive_log_softmax", "softmax_jacobian",
     "softplus", "sigmoid", "log_sigmoid", "naive_sigmoid",
     "bce_with_logits", "bce_from_probs", "naive_bce", "bce_grad_logits",
@@ -311,6 +311,23 @@ def mse_sigmoid_grad_logits(logits: torch.Tensor, target: torch.Tensor) -> torch
 
 
 # --------------------------------------------------------------------------- L2 regularisation
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = 255,
+              smooth: float = 1.0) -> torch.Tensor:
+    """Soft multi-class Dice loss, 1 - mean_c (2 |P_c . Y_c| + s) / (|P_c| + |Y_c| + s), over the
+    whole batch; P = softmax(logits) (N, C, H, W), Y = one-hot(target), ignored pixels left out.
+    Classes with neither truth nor predicted mass score ~1 (the smoothing term) and barely count."""
+    logits = _upcast(logits)
+    probs = softmax(logits, dim=1)
+    valid = (target != ignore_index)
+    safe = torch.where(valid, target, torch.zeros_like(target)).long()
+    onehot = torch.zeros_like(probs).scatter_(1, safe.unsqueeze(1), 1.0)
+    w = valid.unsqueeze(1).to(probs.dtype)
+    dims = (0, 2, 3) if probs.dim() == 4 else tuple(d for d in range(probs.dim()) if d != 1)
+    inter = (probs * onehot * w).sum(dims)
+    denom = (probs * w).sum(dims) + (onehot * w).sum(dims)
+    return 1.0 - ((2 * inter + smooth) / (denom + smooth)).mean()
+
 
 def l2_penalty(params: Iterable[torch.Tensor], lam: float) -> torch.Tensor:
     """lam/2 * sum ||w||^2: its gradient lam * w equals SGD's coupled weight decay."""

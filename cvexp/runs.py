@@ -202,6 +202,31 @@ def build_task(task_cfg: DictConfig, **objects) -> pl.LightningModule:
     return instantiate(task_cfg, _partial_=True)(**objects)
 
 
+def task_objects(dm: Any) -> dict:
+    """What a task module needs to know about its data: class names, and for segmentation the
+    palette and the label space the network's classes live in."""
+    objs = {"class_names": list(dm.class_names)}
+    if getattr(dm, "task", None) == "segmentation":
+        objs.update(palette=dm.palette, label_space=dm.target_space.name)
+    return objs
+
+
+def check_task_matches_data(task_cfg: DictConfig, dm: Any, choices: dict) -> None:
+    task = getattr(get_class(task_cfg._target_), "task", None)
+    data_task = getattr(dm, "task", None)
+    if task and data_task and task != data_task:
+        raise ConfigError(f"task={choices.get('task', task)} cannot train on data={choices.get('data', '?')} "
+                          f"(a {data_task} dataset); add task={data_task} (and a {data_task} model), "
+                          "or use an experiment such as experiment=seg_demo")
+
+
+def hydra_choices() -> dict:
+    try:
+        return dict(HydraConfig.get().runtime.choices)
+    except ValueError:
+        return {}
+
+
 def build_trainer(cfg: DictConfig, history: MetricHistory | None = None) -> pl.Trainer:
     callbacks = build_dict(cfg.get("callbacks"))
     if history is not None:

@@ -32,13 +32,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     runs.resolve_inputs(cfg)
     dm = runs.build_datamodule(cfg)
     dm.setup("fit")  # data problems surface now, as one-line errors, before any model is built
+    choices = runs.hydra_choices()
+    runs.check_task_matches_data(cfg.task, dm, choices)
     net = instantiate(cfg.model)
-    module = runs.build_task(cfg.task, net=net, class_names=dm.class_names,
-                             optimizer=runs.optional(cfg.get("optimizer")),
-                             scheduler=runs.optional(cfg.get("scheduler")))
+    module = runs.build_task(cfg.task, net=net, optimizer=runs.optional(cfg.get("optimizer")),
+                             scheduler=runs.optional(cfg.get("scheduler")), **runs.task_objects(dm))
     resolved = runs.resolved_container(cfg)
     OmegaConf.save(resolved, out / "config.yaml")
-    module.extra_checkpoint["config"] = resolved
+    module.extra_checkpoint.update(config=resolved, choices=choices)
     history = MetricHistory()
     trainer = runs.build_trainer(cfg, history)
     runs.log_config(trainer, resolved)
@@ -54,8 +55,22 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = runs.finite_metrics({**best, **{k: v for k, v in trainer.callback_metrics.items()
                                               if k.startswith("test/")}})
     runs.write_run_results(out, module, trainer, metrics, history.history, dm)
+    cross = cfg.get("cross_eval") or {}
+    if cross.get("datasets"):
+        from cvexp.cross_eval import evaluate_grid
+
+        ckpt = (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else "") or \
+            _save_final(trainer, out)
+        evaluate_grid([ckpt], list(cross.datasets), cross.get("space"), out / "cross_dataset", cfg)
+        print((out / "cross_dataset" / "cross_dataset.md").read_text())
     log.info("run directory: %s", out)
     return metrics
+
+
+def _save_final(trainer, out) -> str:
+    path = out / "checkpoints" / "final.ckpt"
+    trainer.save_checkpoint(path)
+    return str(path)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")

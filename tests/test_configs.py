@@ -107,8 +107,10 @@ def test_optimizer_scheduler_regularization_options(compose_cfg, group):
         params = [torch.nn.Parameter(torch.zeros(3))]
         optimizer = runs.optional(cfg.optimizer)(params=params)
         sched = runs.optional(cfg.scheduler)
-        if sched is not None:
-            sched(optimizer=optimizer)
+        if sched is not None:  # run-length keys left null are filled by cvexp.tasks.optim.configure
+            length = {k: 10 for k in ("T_max", "total_iters", "total_steps") if k in cfg.scheduler
+                      and cfg.scheduler[k] is None}
+            sched(optimizer=optimizer, **length)
 
 
 def test_metric_names_in_configs_are_defined(compose_cfg):

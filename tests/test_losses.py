@@ -493,3 +493,20 @@ def test_sgd_l2_update_closed_form(lr, lam, seed):
     (grad_total,) = torch.autograd.grad(data_loss + losses.l2_penalty([w], lam), w)
     step = w.detach() - lr * grad_total
     assert torch.allclose(losses.sgd_l2_update(w.detach(), grad_data, lr, lam), step, atol=1e-12)
+
+
+def test_dice_loss_perfect_and_ignored_pixels():
+    target = torch.tensor([[[0, 1], [2, 255]]])
+    perfect = torch.full((1, 3, 2, 2), -50.0)
+    for c, (i, j) in zip((0, 1, 2), ((0, 0), (0, 1), (1, 0))):
+        perfect[0, c, i, j] = 50.0
+    perfect[0, 0, 1, 1] = -50.0
+    perfect[0, 1, 1, 1] = 50.0  # wrong, but on an ignored pixel
+    from cvexp.losses import dice_loss
+
+    assert float(dice_loss(perfect, target)) < 1e-6
+    wrong = perfect.roll(1, dims=1)
+    assert float(dice_loss(wrong, target)) > 0.5
+    logits = torch.randn(2, 4, 5, 5, requires_grad=True)
+    dice_loss(logits, torch.randint(0, 4, (2, 5, 5))).backward()
+    assert torch.isfinite(logits.grad).all()

@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from cvexp import losses
 from cvexp import metric_names as M
+from cvexp.tasks import optim
 
 
 def classification_metrics(num_classes: int) -> MetricCollection:
@@ -122,13 +123,8 @@ class ClassificationModule(pl.LightningModule):
         return {"features": feats, "probs": logits.softmax(1), "labels": y}
 
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        opt = self.optimizer_factory(params=params) if self.optimizer_factory else torch.optim.Adam(params, 1e-3)
-        if not self.scheduler_factory:
-            return opt
-        sched = self.scheduler_factory(optimizer=opt)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": self.scheduler_interval,
-                                                   "monitor": self.monitor}}
+        return optim.configure(self, self.optimizer_factory, self.scheduler_factory, self.scheduler_interval,
+                               self.monitor)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["cvexp"] = {"task": self.task, "class_names": self.class_names, **self.extra_checkpoint}

@@ -1,0 +1,154 @@
+"""`python -m cvexp.cross_eval ckpts=[A.ckpt,B.ckpt] datasets=[idd,cityscapes] space=cityscapes`
+
+Evaluates every checkpoint on every dataset in one shared label space and writes a
+train-on x test-on table (cross_dataset.csv / .md, mIoU or accuracy) and, for segmentation, a
+per-class IoU comparison plot per checkpoint. Each evaluation keeps its full eval outputs in
+`<run dir>/<checkpoint label>/<dataset>/`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import hydra
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
+
+from cvexp import metric_names as M
+from cvexp import runs
+from cvexp.config import config_dir
+from cvexp.errors import ConfigError, CvexpError
+
+log = logging.getLogger("cvexp.cross_eval")
+
+
+@contextmanager
+def _hydra_ready():
+    """compose() needs an initialised Hydra: the running app's, or a temporary one."""
+    if GlobalHydra.instance().is_initialized():
+        yield
+        return
+    with initialize_config_dir(version_base="1.3", config_dir=config_dir()):
+        yield
+
+
+def checkpoint_label(ckpt: dict, path: str) -> str:
+    choices = ckpt.get("cvexp", {}).get("choices") or {}
+    trained_on = choices.get("data") or Path(path).parent.parent.name
+    model = choices.get("model", "")
+    return f"{model}@{trained_on}" if model else str(trained_on)
+
+
+def evaluate_grid(ckpt_paths: Sequence[str], datasets: Sequence[str], space: str | None, out: Path,
+                  parent: DictConfig) -> list[dict]:
+    """One eval run per (checkpoint, dataset) under `out`; returns the table rows."""
+    from cvexp.eval import evaluate, load_checkpoint
+
+    if not ckpt_paths or not datasets:
+        raise ConfigError("cross evaluation needs ckpts=[...] and datasets=[...] (data config names, e.g. demo_idd)")
+    out.mkdir(parents=True, exist_ok=True)
+    rows, per_class = [], {}
+    for path in ckpt_paths:
+        ckpt = load_checkpoint(path)
+        label = checkpoint_label(ckpt, path)
+        task = ckpt["cvexp"].get("task", "classification")
+        headline = M.name(M.TEST, M.MIOU if task == "segmentation" else M.ACC)
+        del ckpt
+        for name in datasets:
+            overrides = [f"data={name}", f"ckpt_path={path}", "logger=none",
+                         f"paths.cache_dir={parent.paths.cache_dir}", f"paths.data_dir={parent.paths.data_dir}"]
+            if space:
+                overrides.append(f"space={space}")
+            with _hydra_ready():
+                try:
+                    cfg = compose(config_name="eval", overrides=overrides)
+                except Exception as e:  # noqa: BLE001 - an unknown data option, most likely
+                    raise ConfigError(f"cannot compose the eval config for data={name}: "
+                                      f"{str(e).splitlines()[0]}") from None
+            job_dir = out / _safe(label) / name
+            with open_dict(cfg):
+                cfg.paths.output_dir = str(job_dir)
+                cfg.trainer = parent.trainer
+            log.info("evaluating %s on %s -> %s", label, name, job_dir)
+            metrics = evaluate(cfg)
+            rows.append({"checkpoint": label, "trained_on": label.split("@")[-1], "evaluated_on": name,
+                         "space": space or "", "metric": headline, "value": metrics.get(headline),
+                         "run_dir": str(job_dir)})
+            if task == "segmentation":
+                per_class[(label, name)] = _read_per_class_iou(job_dir / "per_class.csv")
+    write_table(rows, out)
+    _plot_per_class(per_class, out)
+    return rows
+
+
+def _safe(s: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in s)
+
+
+def _read_per_class_iou(path: Path) -> dict[str, float]:
+    with open(path, newline="") as fh:
+        return {r["class_name"]: float(r["iou"]) for r in csv.DictReader(fh)}
+
+
+def write_table(rows: list[dict], out: Path) -> None:
+    with open(out / "cross_dataset.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    ckpts = list(dict.fromkeys(r["checkpoint"] for r in rows))
+    sets = list(dict.fromkeys(r["evaluated_on"] for r in rows))
+    value = {(r["checkpoint"], r["evaluated_on"]): r["value"] for r in rows}
+    metric = rows[0]["metric"]
+    lines = [f"# Cross-dataset evaluation ({metric}" + (f", label space {rows[0]['space']})" if rows[0]["space"] else ")"),
+             "", "rows: trained on (model@data); columns: evaluated on", "",
+             "| trained on \\ evaluated on | " + " | ".join(sets) + " |",
+             "|---|" + "---:|" * len(sets)]
+    for c in ckpts:
+        cells = []
+        for s in sets:
+            v = value.get((c, s))
+            cells.append("n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}")
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    (out / "cross_dataset.md").write_text("\n".join(lines) + "\n")
+
+
+def _plot_per_class(per_class: dict, out: Path) -> None:
+    from cvexp.analysis.seg_visualize import plot_per_class_comparison
+
+    for label in dict.fromkeys(k[0] for k in per_class):
+        series = {name: vals for (lab, name), vals in per_class.items() if lab == label}
+        classes = list(next(iter(series.values())))
+        table = {name: [vals.get(c, math.nan) for c in classes] for name, vals in series.items()}
+        plot_per_class_comparison(table, classes, out / f"per_class_iou_{_safe(label)}.png",
+                                  title=f"Per-class IoU of {label} by evaluation dataset")
+
+
+def cross_eval(cfg: DictConfig) -> dict[str, float]:
+    rows = evaluate_grid(list(cfg.ckpts), list(cfg.datasets), cfg.get("space"), runs.output_dir(cfg), cfg)
+    print((runs.output_dir(cfg) / "cross_dataset.md").read_text())
+    return {f"{r['checkpoint']}->{r['evaluated_on']}": r["value"] for r in rows}
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="cross_eval")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    return runs.run_job(cross_eval, cfg)
+
+
+def main() -> None:
+    try:
+        runs.refuse_finished_run_dir(sys.argv[1:])
+    except CvexpError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
