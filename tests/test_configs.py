@@ -126,3 +126,10 @@ def test_eval_config_requires_a_checkpoint(compose_cfg):
     cfg = compose_cfg("eval")
     with pytest.raises(MissingMandatoryValue):
         _ = cfg.ckpt_path
+
+
+def test_slurm_launcher_composes(compose_cfg):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    cfg = compose_cfg("train", ["hydra/launcher=slurm", "hydra.launcher.partition=gpu"])
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.partition == "gpu" and cfg.hydra.launcher.gpus_per_node == 1
