@@ -97,10 +97,15 @@ def _log_to_files(level: int, msg: str) -> None:
 
 def user_error_in(e: BaseException) -> CvexpError | None:
     """The CvexpError behind `e`, also when Hydra's instantiate wrapped it."""
+    from omegaconf.errors import MissingMandatoryValue
+
     seen = set()
     while e is not None and id(e) not in seen:
         if isinstance(e, CvexpError):
             return e
+        if isinstance(e, MissingMandatoryValue):
+            key = getattr(e, "full_key", None) or str(e).split(":")[-1].strip().splitlines()[0]
+            return ConfigError(f"{key} has no value; set it on the command line: {key}=...")
         seen.add(id(e))
         e = e.__cause__ or e.__context__
     return None

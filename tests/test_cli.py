@@ -62,3 +62,10 @@ def test_bad_checkpoint_paths(tmp_path):
     junk.write_bytes(b"\x00not a checkpoint")
     r = run_cli(["-m", "cvexp.eval", f"ckpt_path={junk}", f"hydra.run.dir={tmp_path / 'b'}"])
     assert r.returncode == 2 and "cannot load checkpoint" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_missing_mandatory_value_is_one_line(tmp_path):
+    r = run_cli(["-m", "cvexp", "experiment=idd_zero_shot_cityscapes", "data=demo_idd", *COMMON,
+                 f"hydra.run.dir={tmp_path / 'r'}"])
+    assert r.returncode == 2, r.stderr[-1500:]
+    assert "model.weights has no value" in r.stderr and "Traceback" not in r.stderr

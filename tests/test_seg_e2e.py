@@ -1,0 +1,108 @@
+"""Segmentation end to end on demo data: train -> test -> pictures; eval in another label space;
+the cross-dataset grid; a DeepLabV3Plus-Pytorch checkpoint imported and evaluated on IDD layout."""
+
+import csv
+import json
+
+import pytest
+import torch
+from conftest import compose_config
+
+from cvexp import metric_names as M
+
+TINY = ["data.n_train=8", "data.n_val=4", "data.image_size=32", "data.base_size=64", "data.batch_size=4",
+        "callbacks.progress_bar=null", "callbacks.model_summary=null", "logger=none"]
+SEG = ["task=segmentation", "model=deeplabv3plus", "model.encoder_weights=null", "aug=seg_basic",
+       "scheduler=poly", "optimizer=adamw"]
+
+
+@pytest.fixture(scope="module")
+def idd_run(tmp_path_factory):
+    from cvexp.train import train
+
+    base = tmp_path_factory.mktemp("seg")
+    cfg = compose_config("train", ["data=demo_idd", *SEG, *TINY, "trainer.max_epochs=2",
+                                   "cross_eval.datasets=[demo_idd,demo_cityscapes]", "cross_eval.space=cityscapes",
+                                   "data.n_train=8"],
+                         run_dir=base / "run", log_dir=base / "logs")
+    return base / "run", train(cfg)
+
+
+def test_run_dir_has_tables_and_pictures(idd_run):
+    run, metrics = idd_run
+    for key in (M.TEST_MIOU, "test/pixel_acc", "test/mean_precision", "test/mean_recall", M.VAL_MIOU_BEST):
+        assert key in metrics, key
+    for name in ("per_class.csv", "per_image.csv", "confusion_matrix.png", "confused_pairs.csv", "predictions.png",
+                 "failures_lowest_miou.png", "failures.csv", "learning_curves.png", "checkpoints/best.ckpt"):
+        assert (run / name).is_file(), name
+    rows = list(csv.DictReader(open(run / "per_class.csv")))
+    assert len(rows) == 26 and rows[0]["class_name"] == "road"
+    assert {"iou", "precision", "recall", "truth_pixels", "predicted_pixels"} <= set(rows[0])
+    assert len(list(csv.DictReader(open(run / "per_image.csv")))) == 4  # the demo's val images
+    failures = list(csv.DictReader(open(run / "failures.csv")))
+    assert all(float(r["iou"]) <= 0.5 and int(r["truth_pixels"]) > 0 for r in failures)
+
+
+def test_cross_dataset_table(idd_run):
+    run, _ = idd_run
+    table = list(csv.DictReader(open(run / "cross_dataset" / "cross_dataset.csv")))
+    assert [r["evaluated_on"] for r in table] == ["demo_idd", "demo_cityscapes"]
+    assert all(r["space"] == "cityscapes" and r["metric"] == M.TEST_MIOU for r in table)
+    md = (run / "cross_dataset" / "cross_dataset.md").read_text()
+    assert "deeplabv3plus@demo_idd" in md
+    assert list((run / "cross_dataset").glob("per_class_iou_*.png"))
+    sub = run / "cross_dataset" / "deeplabv3plus@demo_idd" / "demo_cityscapes"
+    assert len(list(csv.DictReader(open(sub / "per_class.csv")))) == 19  # the shared space
+
+
+def test_eval_in_domain_reproduces_test_metrics(idd_run, tmp_path):
+    from cvexp.eval import evaluate
+
+    run, metrics = idd_run
+    cfg = compose_config("eval", [f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", "logger=none"],
+                         run_dir=tmp_path / "eval", log_dir=tmp_path)
+    got = evaluate(cfg)
+    assert got[M.TEST_MIOU] == pytest.approx(metrics[M.TEST_MIOU], abs=1e-6)
+
+
+def test_eval_without_a_shared_space_is_refused(idd_run, tmp_path):
+    from cvexp.errors import CvexpError
+    from cvexp.eval import evaluate
+
+    run, _ = idd_run
+    cfg = compose_config("eval", [f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", "data=demo_cityscapes",
+                                  "data.target_space=idd_level3", "data.n_val=4", "logger=none"],
+                         run_dir=tmp_path / "eval", log_dir=tmp_path)
+    got = evaluate(cfg)  # idd model, cityscapes data served in idd_level3 ids: same space, fine
+    assert M.TEST_MIOU in got
+    cfg = compose_config("eval", [f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", "data=demo_idd",
+                                  "data.label_level=1", "data.n_val=4", "logger=none"],
+                         run_dir=tmp_path / "eval2", log_dir=tmp_path)
+    with pytest.raises(CvexpError):
+        evaluate(cfg)  # level3 predictions cannot be scored against level1 masks without a mapping
+
+
+def test_vainf_checkpoint_zero_shot_on_idd_layout(tmp_path):
+    from cvexp.models.deeplab_vainf import VainfDeepLabV3Plus, save_vainf_checkpoint
+    from cvexp.train import train
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "best_deeplabv3plus_mobilenet_cityscapes_os16.pth"
+    save_vainf_checkpoint(VainfDeepLabV3Plus("mobilenet", num_classes=19), ckpt)
+    cfg = compose_config("train", ["experiment=idd_zero_shot_cityscapes", "data=demo_idd", "data.target_space=cityscapes",
+                                   "model.backbone=mobilenet", f"model.weights={ckpt}", *TINY],
+                         run_dir=tmp_path / "run", log_dir=tmp_path)
+    metrics = train(cfg)
+    assert M.TEST_MIOU in metrics
+    assert len(list(csv.DictReader(open(tmp_path / "run" / "per_class.csv")))) == 19
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())[M.TEST_MIOU] == pytest.approx(
+        metrics[M.TEST_MIOU])
+
+
+def test_classification_task_on_segmentation_data_is_refused(tmp_path):
+    from cvexp.errors import ConfigError
+    from cvexp.train import train
+
+    cfg = compose_config("train", ["data=demo_idd", *TINY], run_dir=tmp_path / "run", log_dir=tmp_path)
+    with pytest.raises(ConfigError, match="task=classification cannot train on data=demo_idd"):
+        train(cfg)
