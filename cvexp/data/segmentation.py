@@ -150,7 +150,9 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.mean = list(mean if mean is not None else IMAGENET_MEAN)
         self.std = list(std if std is not None else IMAGENET_STD)
         # images (and masks, nearest) are first brought to the working resolution, then augmented
-        base = [A.LongestMaxSize(max_size=self.base_size)] if self.base_size else []
+        # (INTER_NEAREST_EXACT: OpenCV's INTER_NEAREST shifts masks up to half a pixel against the image)
+        base = ([A.LongestMaxSize(max_size=self.base_size, mask_interpolation=cv2.INTER_NEAREST_EXACT)]
+                if self.base_size else [])
         train_list = train_transforms if train_transforms is not None else default_transforms(True, self.image_size)
         eval_list = eval_transforms if eval_transforms is not None else default_transforms(False)
         self.train_tf = build_pipeline(base + list(train_list), self.mean, self.std)
