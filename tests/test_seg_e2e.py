@@ -65,21 +65,31 @@ def test_eval_in_domain_reproduces_test_metrics(idd_run, tmp_path):
     assert got[M.TEST_MIOU] == pytest.approx(metrics[M.TEST_MIOU], abs=1e-6)
 
 
-def test_eval_without_a_shared_space_is_refused(idd_run, tmp_path):
-    from cvexp.errors import CvexpError
+def test_eval_maps_predictions_into_the_datas_space(idd_run, tmp_path):
     from cvexp.eval import evaluate
 
     run, _ = idd_run
-    cfg = compose_config("eval", [f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", "data=demo_cityscapes",
-                                  "data.target_space=idd_level3", "data.n_val=4", "logger=none"],
-                         run_dir=tmp_path / "eval", log_dir=tmp_path)
-    got = evaluate(cfg)  # idd model, cityscapes data served in idd_level3 ids: same space, fine
-    assert M.TEST_MIOU in got
     cfg = compose_config("eval", [f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", "data=demo_idd",
                                   "data.label_level=1", "data.n_val=4", "logger=none"],
-                         run_dir=tmp_path / "eval2", log_dir=tmp_path)
+                         run_dir=tmp_path / "eval", log_dir=tmp_path)
+    got = evaluate(cfg)  # level3 predictions go up the IDD hierarchy to level1
+    assert M.TEST_MIOU in got
+    assert len(list(csv.DictReader(open(tmp_path / "eval" / "per_class.csv")))) == 7
+
+
+def test_unmappable_label_spaces_are_refused():
+    from types import SimpleNamespace
+
+    from cvexp.data.labels import label_space
+    from cvexp.errors import CvexpError
+    from cvexp.tasks.segmentation import SegmentationModule
+
+    module = SegmentationModule(torch.nn.Identity(), class_names=label_space("cityscapes").class_names,
+                                label_space="cityscapes")
+    level1 = label_space("idd_level1")
+    dm = SimpleNamespace(target_space=level1, class_names=list(level1.class_names), num_classes=7)
     with pytest.raises(CvexpError):
-        evaluate(cfg)  # level3 predictions cannot be scored against level1 masks without a mapping
+        module.adapt_to(dm)
 
 
 def test_vainf_checkpoint_zero_shot_on_idd_layout(tmp_path):
