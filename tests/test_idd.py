@@ -129,7 +129,8 @@ def write_idd(root, split="train", seq="0", ident="000001", w=16, h=8, objects=N
     gt_dir.mkdir(parents=True, exist_ok=True)
     img = np.full((h, w, 3), 90, np.uint8)
     cv2.imwrite(str(img_dir / f"{ident}_leftImg8bit.{ext}"), img)
-    objects = objects if objects is not None else [rect("road", 0, h // 2, w - 1, h - 1), rect("sky", 0, 0, w - 1, h // 2 - 1)]
+    if objects is None:
+        objects = [rect("road", 0, h // 2, w - 1, h - 1), rect("sky", 0, 0, w - 1, h // 2 - 1)]
     (gt_dir / f"{ident}_gtFine_polygons.json").write_text(json.dumps(ann(w, h, *objects)))
     return gt_dir / f"{ident}_gtFine_labellevel3Ids.png"
 

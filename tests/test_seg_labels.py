@@ -112,7 +112,8 @@ def test_level_mappings_compose_through_the_hierarchy():
     l3_l1 = L.get_mapping("idd_level3", "idd_level1")
     expect = [L.IDD_LEVEL2_TO_LEVEL1[L.IDD_LEVEL3_TO_LEVEL2[i]] for i in range(26)]
     assert l3_l1[:26].tolist() == expect
-    assert (L.get_mapping("idd_level2", "idd_level1")[L.get_mapping("idd_level3", "idd_level2")][:26] == l3_l1[:26]).all()
+    l2_l1, l3_l2 = L.get_mapping("idd_level2", "idd_level1"), L.get_mapping("idd_level3", "idd_level2")
+    assert (l2_l1[l3_l2][:26] == l3_l1[:26]).all()
 
 
 def test_lookup_table_from_dict_and_sequence():

@@ -37,7 +37,7 @@ from PIL import Image, ImageDraw
 from cvexp.data.idd import fill_polygon, rasterize_polygons
 from cvexp.data.labels import CITYSCAPES_LABELS, CITYSCAPES_NAME_TO_ID
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # bump whenever the output changes: cached copies are then rewritten
 MARKER = ".complete.json"
 LAYOUTS = ("idd", "cityscapes")
 SPLIT_DIRS = ("train", "val")
@@ -134,8 +134,9 @@ def build_scene(rng: np.random.Generator, style: dict, w: int, h: int) -> list[O
         elif r < style["p_building"] + style["p_tree"]:
             rad = bw * rng.uniform(0.5, 0.8)
             cy = hz - rad * rng.uniform(0.4, 0.9)
+            angles = np.linspace(0, 2 * np.pi, 14, endpoint=False)
             pts = [(x + bw / 2 + rad * np.cos(a) * rng.uniform(0.8, 1.15),
-                    cy + rad * np.sin(a) * rng.uniform(0.75, 1.1)) for a in np.linspace(0, 2 * np.pi, 14, endpoint=False)]
+                    cy + rad * np.sin(a) * rng.uniform(0.75, 1.1)) for a in angles]
             objs.append(Obj("vegetation", _pts(pts), "vegetation", {"color": _jit(rng, style["vegetation"], 10)}))
         x += bw
 
@@ -213,7 +214,8 @@ def _thing(kind, rng, style, x, yb, s, w, h, hz) -> list[Obj]:
         aw = s * w * rng.uniform(0.13, 0.17)
         ah = aw * rng.uniform(0.95, 1.15)
         pts = [(x - aw / 2, yb), (x + aw / 2, yb), (x + aw / 2, yb - ah * 0.6)]
-        pts += [(x + aw / 2 * np.cos(a), yb - ah * 0.6 - ah * 0.4 * np.sin(a)) for a in np.linspace(0.3, np.pi - 0.3, 6)]
+        pts += [(x + aw / 2 * np.cos(a), yb - ah * 0.6 - ah * 0.4 * np.sin(a))
+                for a in np.linspace(0.3, np.pi - 0.3, 6)]
         pts += [(x - aw / 2, yb - ah * 0.6)]
         top, body = ((22, 22, 22), (232, 196, 34)) if rng.random() < 0.5 else ((236, 200, 30), (36, 140, 64))
         return [Obj("autorickshaw", _pts(pts), "auto", {"top": top, "body": body, "yb": yb, "ah": ah})]
@@ -222,8 +224,8 @@ def _thing(kind, rng, style, x, yb, s, w, h, hz) -> list[Obj]:
         mh = mw * 0.65
         pts = [(x - mw / 2, yb), (x + mw / 2, yb), (x + mw / 2, yb - mh * 0.6), (x + mw * 0.15, yb - mh),
                (x - mw * 0.3, yb - mh), (x - mw / 2, yb - mh * 0.5)]
-        out = [Obj(kind, _pts(pts), kind, {"yb": yb, "mh": mh,
-                                            "color": _jit(rng, (150, 22, 24) if rng.random() < 0.4 else (30, 30, 36), 10)})]
+        color = _jit(rng, (150, 22, 24) if rng.random() < 0.4 else (30, 30, 36), 10)
+        out = [Obj(kind, _pts(pts), kind, {"yb": yb, "mh": mh, "color": color})]
         if rng.random() < style["p_rider"]:
             rh = s * h * 0.26
             ry = yb - mh * 0.7
@@ -251,8 +253,9 @@ def _thing(kind, rng, style, x, yb, s, w, h, hz) -> list[Obj]:
                 pts = _pts([(x - r * 1.1, cy + r * 0.8), (x + r * 1.1, cy + r * 0.8), (x, cy - r * 1.1)])
             else:
                 pts = _ellipse(x, cy, r, r, 10)
+            color = (30, 72, 172) if rng.random() < 0.6 else (196, 32, 30)
             out.append(Obj("traffic sign", pts, "sign", {"kind": style["sign"], "cx": x, "cy": cy, "r": r,
-                                                         "color": (30, 72, 172) if rng.random() < 0.6 else (196, 32, 30)}))
+                                                         "color": color}))
         return out
     if kind == "billboard":
         bw, bh = w * rng.uniform(0.16, 0.26), h * rng.uniform(0.12, 0.2)
