@@ -38,7 +38,7 @@ from cvexp.data.demo_streets import write_demo_streets
 from cvexp.data.labels import IGNORE_INDEX, LabelSpace, get_mapping, label_space
 from cvexp.data.seg_files import SegSample, read_label_image, read_rgb
 from cvexp.data.split import SPLITS, stratified_split
-from cvexp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pipeline
+from cvexp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pipeline, seed_worker_transforms
 from cvexp.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -256,7 +256,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         drop_last = split == "train" and shuffle and len(ds) > self.batch_size
         return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
-                          drop_last=drop_last)
+                          drop_last=drop_last,
+                          worker_init_fn=seed_worker_transforms if self.num_workers > 0 else None)
 
     def train_dataloader(self):
         return self.loader("train")
