@@ -80,9 +80,9 @@ def _panels(module, dm, ds, records, path: Path, names, title, notes=None) -> Pa
         item = ds[r["index"]]
         logits = module(item["image"][None].to(module.device))
         pred = module.predict_ids(logits)[0].cpu().numpy()
-        label = f"{r['id']}\nmIoU {r['miou']:.2f}"
+        label = f"{r['id']}  mIoU {r['miou']:.2f}"
         if notes and r["id"] in notes:
-            label += "\n" + notes[r["id"]]
+            label += "  (" + notes[r["id"]] + ")"
         rows.append({"image": denormalize(item["image"], dm.mean, dm.std), "truth": item["mask"].numpy(),
                      "pred": pred, "label": label})
     module.train(was_training)

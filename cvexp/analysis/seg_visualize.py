@@ -38,11 +38,13 @@ def overlay(image: np.ndarray, mask_rgb: np.ndarray, alpha: float = 0.5) -> np.n
 def plot_panels(rows: Sequence[dict], class_names: Sequence[str], palette: Sequence[Sequence[int]],
                 path: str | Path, ignore_index: int = 255, title: str | None = None) -> Path:
     """One row per image: image | truth | prediction | error map, with a legend of the classes
-    that appear. Each row dict: image (H,W,3 uint8 RGB), truth, pred (H,W ids), label (str)."""
+    that appear. Each row dict: image (H,W,3 uint8 RGB), truth, pred (H,W ids), label (one line,
+    written under the image)."""
     n = len(rows)
     h, w = rows[0]["truth"].shape if n else (1, 1)
     aspect = w / max(h, 1)
-    fig, axes = plt.subplots(max(n, 1), 4, figsize=(4 * 2.4 * aspect, 2.4 * max(n, 1) + 0.9), squeeze=False)
+    fig_h = 2.6 * max(n, 1) + 1.0
+    fig, axes = plt.subplots(max(n, 1), 4, figsize=(4 * 2.4 * aspect, fig_h), squeeze=False)
     present: set[int] = set()
     for r, row in enumerate(rows):
         truth, pred = row["truth"], row["pred"]
@@ -57,14 +59,15 @@ def plot_panels(rows: Sequence[dict], class_names: Sequence[str], palette: Seque
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(name, fontsize=9)
-        axes[r, 0].set_ylabel(row.get("label", ""), fontsize=7)
+        axes[r, 0].set_xlabel(row.get("label", ""), fontsize=7, loc="left")
     handles = [Patch(color=np.asarray(palette[i]) / 255, label=class_names[i]) for i in sorted(present)
                if i < len(palette)]
     handles.append(Patch(color=np.asarray(IGNORE_COLOR) / 255, label="ignore (255)"))
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(handles) // 7), 1, 0.97 if title else 1))
+    legend_rows = -(-len(handles) // 7)
+    fig.tight_layout(rect=(0, (0.25 + 0.22 * legend_rows) / fig_h, 1, 1 - 0.35 / fig_h if title else 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
