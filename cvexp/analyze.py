@@ -57,8 +57,8 @@ def model_name(model_cfg: DictConfig | dict) -> str:
 
 
 def prepare(cfg: DictConfig):
-    """(net, class_names, title, from_checkpoint, module) with cfg.data/aug/model filled in."""
-    out = runs.output_dir(cfg)
+    """(net, class_names, title, from_checkpoint, module, check_compatible) with cfg.data, cfg.aug
+    and cfg.model filled in."""
     user_data = cfg.get("data")
     if cfg.get("ckpt_path"):
         from cvexp.eval import build_from_checkpoint, check_compatible, load_checkpoint
@@ -94,7 +94,6 @@ def prepare(cfg: DictConfig):
     pretrained = bool(cfg.model.get("weights") or cfg.model.get("pretrained"))
     how = "pretrained, before fine-tuning" if pretrained else "random init, untrained"
     title = cfg.get("title") or f"{model_name(cfg.model)}, {how}"
-    _ = out
     return net, None, title, False, None, None
 
 

@@ -344,6 +344,7 @@ def plot_report(rows: Sequence[dict], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     varying, _ = swept_keys(rows)
     labels = [f"{r['job']}: {job_label(r, varying)}" for r in rows]
@@ -356,21 +357,27 @@ def plot_report(rows: Sequence[dict], path: str | Path) -> Path:
                              gridspec_kw={"width_ratios": [2.2, 1.2, 1.6]})
     ax = axes[0]
     x = np.arange(len(rows))
-    width = 0.8 / max(len(head), 1)
-    for i, m in enumerate(head):
-        vals = [r["metrics"].get(m) for r in rows]
-        ax.bar(x + (i - (len(head) - 1) / 2) * width, [v if v is not None else 0 for v in vals], width,
-               label=m)
+    # a dot plot: the axis need not start at 0, so close results stay readable
+    offsets = np.linspace(-0.24, 0.24, len(head)) if len(head) > 1 else [0.0]
+    shown = []
+    for off, m, marker in zip(offsets, head, "osD^v<>p"):
+        vals = np.array([r["metrics"].get(m) if r["metrics"].get(m) is not None else np.nan for r in rows])
+        ax.plot(x + off, vals, marker, ms=6, label=m, alpha=0.9)
+        shown += [v for v in vals if np.isfinite(v)]
     for j, r in enumerate(rows):
         if r["status"] != "completed":
             ax.text(j, 0.5, r["status"].upper(), ha="center", va="center", rotation=90, color="crimson",
-                    fontsize=10, fontweight="bold")
+                    fontsize=10, fontweight="bold", transform=ax.get_xaxis_transform())
     ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.set_title("test metrics (higher is better)")
-    ax.grid(axis="y", alpha=0.3)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    if shown:
+        lo, hi = min(shown), max(shown)
+        pad = max(0.02, 0.15 * (hi - lo))
+        ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad) + 0.01)
+    ax.set_title("test metrics per job (higher is better)")
+    ax.grid(alpha=0.3)
     if head:
-        ax.legend(fontsize=7, loc="upper left", ncols=2)
+        ax.legend(fontsize=7, loc="best", ncols=2)
     ax = axes[1]
     width = 0.8 / max(len(gaps), 1)
     for i, g in enumerate(gaps):
@@ -396,6 +403,7 @@ def plot_report(rows: Sequence[dict], path: str | Path) -> Path:
             if pts:
                 ax.plot(*zip(*pts), "-o", ms=3, label=lab)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{curve_key} per epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
