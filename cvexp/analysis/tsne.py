@@ -96,8 +96,9 @@ def plot_embedding(emb: np.ndarray, labels: np.ndarray, class_names: Sequence[st
         if not m.any():
             continue
         pts = [emb[m, j] for j in range(dim)]
-        ax.scatter(*pts, s=size, color=colors[c], label=f"{name} ({int(m.sum())})", alpha=0.75,
-                   edgecolors="none")
+        extra = {"depthshade": False} if dim == 3 else {}  # depth shading washes the class colours out
+        ax.scatter(*pts, s=size, color=colors[c], label=f"{name} ({int(m.sum())})",
+                   alpha=0.9 if dim == 3 else 0.75, edgecolors="none", **extra)
     if dim == 3:
         ax.view_init(elev=20, azim=35)
         ax.set_xlabel("t-SNE 1")
