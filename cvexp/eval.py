@@ -71,8 +71,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     ckpt = load_checkpoint(cfg.ckpt_path)
     module, train_cfg = build_from_checkpoint(ckpt, cfg.ckpt_path)
     with open_dict(cfg):
-        if cfg.get("data") is None:
-            cfg.data = train_cfg.data
+        user_data = cfg.get("data")
+        if user_data is None or "_target_" not in user_data:  # no data=...: the checkpoint's, plus any data.* keys
+            cfg.data = OmegaConf.merge(train_cfg.data, user_data) if user_data is not None else train_cfg.data
         for k in ("image_size", "mean", "std"):  # the model's input convention
             if k in train_cfg.data:
                 cfg.data[k] = train_cfg.data[k]

@@ -98,3 +98,9 @@ def test_corrupt_image_error_and_skip(demo_root, tmp_path):
     dm.setup()
     assert "dog/dog_0000.jpg" not in dm.files
     assert (tmp_path / "run" / "skipped_files.txt").read_text().strip() == str(bad)
+
+
+def test_split_order_mixes_classes():
+    labels = np.repeat(np.arange(10), 20)
+    test = stratified_split(labels, (0.7, 0.1, 0.2), seed=0)["test"]
+    assert len(set(labels[test[:8]])) > 2  # the first batch of a limited test pass is not one class

@@ -15,7 +15,8 @@ def stratified_split(labels: Sequence[int], fractions: Sequence[float] = (0.7, 0
                      seed: int = 0) -> dict[str, list[int]]:
     """Indices per split; every class is divided in the given fractions (rounded, test gets the rest).
 
-    Deterministic for a given `labels`, `fractions` and `seed`, independent of global RNG state.
+    Deterministic for a given `labels`, `fractions` and `seed`, independent of global RNG state;
+    each split's indices come in a seeded random order.
     """
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {list(fractions)}")
@@ -30,7 +31,9 @@ def stratified_split(labels: Sequence[int], fractions: Sequence[float] = (0.7, 0
         out["train"] += idx[:n_train].tolist()
         out["val"] += idx[n_train:n_train + n_val].tolist()
         out["test"] += idx[n_train + n_val:].tolist()
-    return {s: sorted(v) for s, v in out.items()}
+    # a seeded shuffle rather than class order, so that a partial pass (limit_test_batches) is
+    # still a mix of classes
+    return {s: [v[i] for i in rng.permutation(len(v))] for s, v in out.items()}
 
 
 def write_split_csv(path: str | Path, files: Sequence[str], labels: Sequence[int],
