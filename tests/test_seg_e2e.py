@@ -116,3 +116,16 @@ def test_classification_task_on_segmentation_data_is_refused(tmp_path):
     cfg = compose_config("train", ["data=demo_idd", *TINY], run_dir=tmp_path / "run", log_dir=tmp_path)
     with pytest.raises(ConfigError, match="task=classification cannot train on data=demo_idd"):
         train(cfg)
+
+
+@pytest.mark.slow
+def test_seg_demo_far_above_chance_and_shows_the_domain_shift(tmp_path):
+    """experiment=seg_demo as documented (about a minute on 2 cores)."""
+    from cvexp.train import train
+
+    metrics = train(compose_config("train", ["experiment=seg_demo", "callbacks.progress_bar=null"],
+                                   run_dir=tmp_path / "run", log_dir=tmp_path))
+    assert metrics[M.TEST_MIOU] > 0.35  # chance (uniform over 26 classes) is below 0.05
+    rows = {r["evaluated_on"]: float(r["value"])
+            for r in csv.DictReader(open(tmp_path / "run" / "cross_dataset" / "cross_dataset.csv"))}
+    assert rows["demo_idd"] > 0.35 and rows["demo_cityscapes"] < rows["demo_idd"]
