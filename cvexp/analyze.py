@@ -28,13 +28,11 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cvexp import runs
-from cvexp.config import config_dir
-from cvexp.errors import ConfigError, CvexpError
+from cvexp.errors import ConfigError
 
 log = logging.getLogger("cvexp.analyze")
 
@@ -201,18 +199,7 @@ def print_summary(out: Path, summary: dict) -> None:
     console.print(f"run directory: {out.resolve()}")
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="analyze")
-def _hydra_main(cfg: DictConfig) -> float | None:
-    return runs.run_job(analyze, cfg)
-
-
-def main() -> None:
-    try:
-        runs.refuse_finished_run_dir(sys.argv[1:])
-    except CvexpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    _hydra_main()
+main = runs.entry_point(analyze, "analyze")
 
 
 if __name__ == "__main__":

@@ -11,12 +11,10 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import sys
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import hydra
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
@@ -24,7 +22,7 @@ from omegaconf import DictConfig, open_dict
 from cvexp import metric_names as M
 from cvexp import runs
 from cvexp.config import config_dir
-from cvexp.errors import ConfigError, CvexpError
+from cvexp.errors import ConfigError
 
 log = logging.getLogger("cvexp.cross_eval")
 
@@ -136,18 +134,7 @@ def cross_eval(cfg: DictConfig) -> dict[str, float]:
     return {f"{r['checkpoint']}->{r['evaluated_on']}": r["value"] for r in rows}
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="cross_eval")
-def _hydra_main(cfg: DictConfig) -> float | None:
-    return runs.run_job(cross_eval, cfg)
-
-
-def main() -> None:
-    try:
-        runs.refuse_finished_run_dir(sys.argv[1:])
-    except CvexpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    _hydra_main()
+main = runs.entry_point(cross_eval, "cross_eval")
 
 
 if __name__ == "__main__":

@@ -8,17 +8,14 @@ dataset; its input size and normalisation still come from the checkpoint.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
-import hydra
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cvexp import runs
-from cvexp.config import config_dir
-from cvexp.errors import CheckpointError, CvexpError
+from cvexp.errors import CheckpointError
 
 log = logging.getLogger("cvexp.eval")
 
@@ -109,18 +106,7 @@ def check_compatible(module, dm, path: str) -> None:
         module.check_compatible(dm, path)
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
-def _hydra_main(cfg: DictConfig) -> float | None:
-    return runs.run_job(evaluate, cfg)
-
-
-def main() -> None:
-    try:
-        runs.refuse_finished_run_dir(sys.argv[1:])
-    except CvexpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    _hydra_main()
+main = runs.entry_point(evaluate, "eval")
 
 
 if __name__ == "__main__":

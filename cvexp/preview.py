@@ -14,17 +14,14 @@ which is undone for display, so the grid shows exactly the model's input.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from cvexp import runs
-from cvexp.config import config_dir
-from cvexp.errors import ConfigError, CvexpError
+from cvexp.errors import ConfigError
 
 log = logging.getLogger("cvexp.preview")
 
@@ -130,18 +127,7 @@ def preview(cfg: DictConfig) -> dict:
     return {}
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="preview")
-def _hydra_main(cfg: DictConfig) -> float | None:
-    return runs.run_job(preview, cfg)
-
-
-def main() -> None:
-    try:
-        runs.refuse_finished_run_dir(sys.argv[1:])
-    except CvexpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    _hydra_main()
+main = runs.entry_point(preview, "preview")
 
 
 if __name__ == "__main__":

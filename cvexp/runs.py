@@ -111,6 +111,29 @@ def user_error_in(e: BaseException) -> CvexpError | None:
     return None
 
 
+def entry_point(fn: Callable[[DictConfig], dict], config_name: str) -> Callable[[], None]:
+    """`main()` of an entry point: refuse a finished run dir before Hydra writes anything, then
+    compose `conf/<config_name>.yaml` with the command line and run `fn` as a job (`run_job`)."""
+    import hydra
+
+    from cvexp.config import config_dir
+
+    @hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)
+    def _hydra_main(cfg: DictConfig) -> float | None:
+        return run_job(fn, cfg)
+
+    def main() -> None:
+        try:
+            refuse_finished_run_dir(sys.argv[1:])
+        except CvexpError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        _hydra_main()
+
+    main.__doc__ = fn.__doc__
+    return main
+
+
 def run_job(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> float | None:
     """Run one job: status.json before and after, the optimized metric back to Hydra.
 

@@ -8,16 +8,12 @@
 from __future__ import annotations
 
 import logging
-import sys
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from cvexp import runs
 from cvexp.callbacks import MetricHistory
-from cvexp.config import config_dir
-from cvexp.errors import CvexpError
 
 log = logging.getLogger("cvexp.train")
 
@@ -73,18 +69,7 @@ def _save_final(trainer, out) -> str:
     return str(path)
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-def _hydra_main(cfg: DictConfig) -> float | None:
-    return runs.run_job(train, cfg)
-
-
-def main() -> None:
-    try:
-        runs.refuse_finished_run_dir(sys.argv[1:])
-    except CvexpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    _hydra_main()
+main = runs.entry_point(train, "train")
 
 
 if __name__ == "__main__":

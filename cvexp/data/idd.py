@@ -80,7 +80,7 @@ def _image_size(ann: Mapping, where: str) -> tuple[int, int]:
 
 def _check_polygon(polygon: Any, where: str, k: int) -> list[tuple[float, float]]:
     try:
-        pts = [(float(p[0]), float(p[1])) for p in polygon]
+        _ = [(float(p[0]), float(p[1])) for p in polygon]  # every point has numeric x, y
         if any(len(p) != 2 for p in polygon):
             raise ValueError
     except (TypeError, ValueError, IndexError, KeyError):
