@@ -133,3 +133,13 @@ def test_slurm_launcher_composes(compose_cfg):
     cfg = compose_cfg("train", ["hydra/launcher=slurm", "hydra.launcher.partition=gpu"])
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert cfg.hydra.launcher.partition == "gpu" and cfg.hydra.launcher.gpus_per_node == 1
+
+
+def test_incompatible_optimizer_settings_are_a_one_line_config_error(compose_cfg):
+    from cvexp.errors import ConfigError
+    from cvexp.tasks import optim
+
+    cfg = compose_cfg("train", ["optimizer=sgd", "regularization=decoupled_weight_decay"])
+    module = torch.nn.Linear(2, 2)
+    with pytest.raises(ConfigError, match="AdamW cannot take the optimizer"):
+        optim.configure(module, runs.optional(cfg.optimizer), None)

@@ -9,6 +9,8 @@ from collections.abc import Callable
 import pytorch_lightning as pl
 import torch
 
+from cvexp.errors import ConfigError
+
 
 def configure(module: pl.LightningModule, optimizer: Callable | None, scheduler: Callable | None,
               interval: str = "epoch", monitor: str | None = None):
@@ -19,7 +21,13 @@ def configure(module: pl.LightningModule, optimizer: Callable | None, scheduler:
     `interval == "step"`, else in epochs.
     """
     params = [p for p in module.parameters() if p.requires_grad]
-    opt = optimizer(params=params) if optimizer else torch.optim.Adam(params, lr=1e-3)
+    try:
+        opt = optimizer(params=params) if optimizer else torch.optim.Adam(params, lr=1e-3)
+    except TypeError as e:  # e.g. regularization=decoupled_weight_decay (AdamW) on top of optimizer=sgd
+        name = getattr(getattr(optimizer, "func", optimizer), "__name__", "optimizer")
+        raise ConfigError(f"{name} cannot take the optimizer.* settings ({e}); check the optimizer=... and "
+                          "regularization=... choices together (decoupled weight decay needs optimizer=adam|adamw)"
+                          ) from None
     if not scheduler:
         return opt
     extra = {}
