@@ -45,8 +45,9 @@ def checkpoint_label(ckpt: dict, path: str) -> str:
 
 
 def evaluate_grid(ckpt_paths: Sequence[str], datasets: Sequence[str], space: str | None, out: Path,
-                  parent: DictConfig) -> list[dict]:
-    """One eval run per (checkpoint, dataset) under `out`; returns the table rows."""
+                  parent: DictConfig, overrides: Sequence[str] = ()) -> list[dict]:
+    """One eval run per (checkpoint, dataset) under `out`; returns the table rows. `overrides`
+    go to every evaluation's config (e.g. `data.batch_size=2`)."""
     from cvexp.eval import evaluate, load_checkpoint
 
     if not ckpt_paths or not datasets:
@@ -60,13 +61,12 @@ def evaluate_grid(ckpt_paths: Sequence[str], datasets: Sequence[str], space: str
         headline = M.name(M.TEST, M.MIOU if task == "segmentation" else M.ACC)
         del ckpt
         for name in datasets:
-            overrides = [f"data={name}", f"ckpt_path={path}", "logger=none",
-                         f"paths.cache_dir={parent.paths.cache_dir}", f"paths.data_dir={parent.paths.data_dir}"]
-            if space:
-                overrides.append(f"space={space}")
+            job_overrides = [f"data={name}", f"ckpt_path={path}", "logger=none",
+                             f"paths.cache_dir={parent.paths.cache_dir}", f"paths.data_dir={parent.paths.data_dir}",
+                             *([f"space={space}"] if space else []), *overrides]
             with _hydra_ready():
                 try:
-                    cfg = compose(config_name="eval", overrides=overrides)
+                    cfg = compose(config_name="eval", overrides=job_overrides)
                 except Exception as e:  # noqa: BLE001 - an unknown data option, most likely
                     raise ConfigError(f"cannot compose the eval config for data={name}: "
                                       f"{str(e).splitlines()[0]}") from None
@@ -129,7 +129,8 @@ def _plot_per_class(per_class: dict, out: Path) -> None:
 
 
 def cross_eval(cfg: DictConfig) -> dict[str, float]:
-    rows = evaluate_grid(list(cfg.ckpts), list(cfg.datasets), cfg.get("space"), runs.output_dir(cfg), cfg)
+    rows = evaluate_grid(list(cfg.ckpts), list(cfg.datasets), cfg.get("space"), runs.output_dir(cfg), cfg,
+                         overrides=list(cfg.get("overrides") or []))
     print((runs.output_dir(cfg) / "cross_dataset.md").read_text())
     return {f"{r['checkpoint']}->{r['evaluated_on']}": r["value"] for r in rows}
 

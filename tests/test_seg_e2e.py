@@ -129,3 +129,18 @@ def test_seg_demo_far_above_chance_and_shows_the_domain_shift(tmp_path):
     rows = {r["evaluated_on"]: float(r["value"])
             for r in csv.DictReader(open(tmp_path / "run" / "cross_dataset" / "cross_dataset.csv"))}
     assert rows["demo_idd"] > 0.35 and rows["demo_cityscapes"] < rows["demo_idd"]
+
+
+def test_cross_eval_entry_point_grid(idd_run, tmp_path):
+    from cvexp.cross_eval import cross_eval
+
+    run, _ = idd_run
+    ckpt = run / "checkpoints" / "best.ckpt"
+    cfg = compose_config("cross_eval", [f"ckpts=[{ckpt},{ckpt}]", "datasets=[demo_idd,demo_cityscapes]",
+                                        "space=cityscapes", "overrides=['data.n_val=4','data.batch_size=2']"],
+                         run_dir=tmp_path / "grid", log_dir=tmp_path)
+    values = cross_eval(cfg)
+    rows = list(csv.DictReader(open(tmp_path / "grid" / "cross_dataset.csv")))
+    assert len(rows) == 4 and len(values) == 2  # two checkpoints with the same label collapse in the map
+    assert len(list(csv.DictReader(open(tmp_path / "grid" / "deeplabv3plus@demo_idd" / "demo_idd" /
+                                        "per_image.csv")))) == 4  # the data.n_val override reached it
