@@ -74,6 +74,7 @@ def evaluate_grid(ckpt_paths: Sequence[str], datasets: Sequence[str], space: str
             with open_dict(cfg):
                 cfg.paths.output_dir = str(job_dir)
                 cfg.trainer = parent.trainer
+                cfg.trainer.strategy, cfg.trainer.devices, cfg.trainer.num_nodes = "auto", 1, 1  # one process
             log.info("evaluating %s on %s -> %s", label, name, job_dir)
             metrics = evaluate(cfg)
             rows.append({"checkpoint": label, "trained_on": label.split("@")[-1], "evaluated_on": name,

@@ -141,6 +141,8 @@ def run_job(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> float | None:
     multirun any failing job is marked failed in its status.json, returns NaN and the sweep goes
     on (the sweep report lists it with its error).
     """
+    if not is_rank_zero():  # DDP workers started by Lightning: rank 0 keeps the books
+        return _metric(fn(cfg), cfg)
     out = output_dir(cfg)
     if is_finished_run(out):
         raise RunDirError(f"{out} holds a finished run; choose a new hydra.run.dir")
@@ -171,9 +173,20 @@ def run_job(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> float | None:
         raise
     status.update(status="completed", wall_time_s=round(time.time() - started, 2))
     write_json(out / STATUS_FILE, status)
+    return _metric(metrics, cfg)
+
+
+def _metric(metrics: dict, cfg: DictConfig) -> float | None:
     metric_name = cfg.get("optimized_metric")
     value = metrics.get(metric_name) if metric_name else None
     return float(value) if value is not None else None
+
+
+def is_rank_zero() -> bool:
+    """False in the extra processes of a multi-process (DDP) run; they must not write run files."""
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 # ------------------------------------------------------------------------------- composition
@@ -320,6 +333,8 @@ def write_run_results(out: Path, module: pl.LightningModule, trainer: pl.Trainer
     a short table on the console."""
     from cvexp.analysis import results
 
+    if not trainer.is_global_zero:
+        return {}
     write_json(out / METRICS_FILE, metrics)
     files: dict[str, Path] = {"metrics": out / METRICS_FILE}
     files.update(results.write_history(out, history))

@@ -52,7 +52,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                                               if k.startswith("test/")}})
     runs.write_run_results(out, module, trainer, metrics, history.history, dm)
     cross = cfg.get("cross_eval") or {}
-    if cross.get("datasets"):
+    if cross.get("datasets") and trainer.is_global_zero:
         from cvexp.cross_eval import evaluate_grid
 
         ckpt = (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else "") or \

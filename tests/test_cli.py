@@ -69,3 +69,16 @@ def test_missing_mandatory_value_is_one_line(tmp_path):
                  f"hydra.run.dir={tmp_path / 'r'}"])
     assert r.returncode == 2, r.stderr[-1500:]
     assert "model.weights has no value" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes_writes_one_run_dir(tmp_path):
+    """The scale-out path (Lightning DDP re-launching the Hydra entry point), on CPU with gloo."""
+    run = tmp_path / "ddp"
+    r = run_cli(["-m", "cvexp", *FAST, "trainer.max_epochs=2", "trainer.strategy=ddp", "trainer.accelerator=cpu",
+                 "trainer.devices=2", f"hydra.run.dir={run}"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Starting with 2 processes" in r.stdout + r.stderr
+    assert json.loads((run / "status.json").read_text())["status"] == "completed"
+    assert "test/acc" in json.loads((run / "metrics.json").read_text())
+    assert len((run / "history.csv").read_text().strip().splitlines()) == 1 + 2

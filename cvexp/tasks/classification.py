@@ -77,7 +77,7 @@ class ClassificationModule(pl.LightningModule):
             self.f1_per_class.update(preds, y)
         on_step = stage == M.TRAIN
         self.log(M.name(stage, M.LOSS), loss, on_step=on_step, on_epoch=True, prog_bar=True,
-                 batch_size=x.shape[0])
+                 batch_size=x.shape[0], sync_dist=stage != M.TRAIN)
         return loss
 
     def training_step(self, batch, batch_idx):

@@ -119,7 +119,7 @@ class SegmentationModule(pl.LightningModule):
         self.confusion[f"{stage}_m"].update(pred, y)
         if not mapped:
             self.log(M.name(stage, M.LOSS), loss, on_step=stage == M.TRAIN, on_epoch=True, prog_bar=True,
-                     batch_size=x.shape[0])
+                     batch_size=x.shape[0], sync_dist=stage != M.TRAIN)
         return loss, pred, y
 
     def training_step(self, batch, batch_idx):
