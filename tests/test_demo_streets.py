@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cvexp.data import cityscapes, demo_streets, idd
+from cvexp.data.cache import MARKER
 from cvexp.data.labels import CITYSCAPES_NAME_TO_ID, IDD_NAME_TO_LEVEL3
 from cvexp.data.seg_files import read_label_image
 
@@ -92,7 +93,7 @@ def test_writer_is_deterministic_idempotent_and_both_layouts_parse(tmp_path):
     files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert files_a == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files_a)
-    marker = a / demo_streets.MARKER
+    marker = a / MARKER
     stamp = marker.stat().st_mtime_ns
     assert demo_streets.write_demo_streets(a, n_train=3, n_val=2, seed=1) == a
     assert marker.stat().st_mtime_ns == stamp  # nothing rewritten
@@ -110,5 +111,5 @@ def test_writer_is_deterministic_idempotent_and_both_layouts_parse(tmp_path):
     assert (a / "cityscapes" / "gtFine" / "train" / "aachen" / "aachen_000000_000019_gtFine_color.png").is_file()
 
     c = demo_streets.write_demo_streets(a, n_train=2, n_val=2, seed=1)  # other settings: rewritten
-    assert json.loads((c / demo_streets.MARKER).read_text())["n_train"] == 2
+    assert json.loads((c / MARKER).read_text())["n_train"] == 2
     assert len(idd.find_idd_samples(c / "idd", "train")) == 2

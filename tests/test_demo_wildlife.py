@@ -3,7 +3,8 @@ import hashlib
 import cv2
 import numpy as np
 
-from cvexp.data.demo_wildlife import MARKER, class_counts, write_demo_wildlife
+from cvexp.data.cache import MARKER
+from cvexp.data.demo_wildlife import class_counts, write_demo_wildlife
 from cvexp.data.labels import WILDLIFE_CLASSES, WILDLIFE_COUNTS
 
 

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,11 +32,11 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cvexp.data.cache import write_once
 from cvexp.data.idd import fill_polygon, rasterize_polygons
 from cvexp.data.labels import CITYSCAPES_LABELS, CITYSCAPES_NAME_TO_ID
 
 GENERATOR_VERSION = 2  # bump whenever the output changes: cached copies are then rewritten
-MARKER = ".complete.json"
 LAYOUTS = ("idd", "cityscapes")
 SPLIT_DIRS = ("train", "val")
 CS_CITIES = {"train": ("aachen", "bremen", "zurich"), "val": ("frankfurt", "lindau")}
@@ -427,33 +425,15 @@ def write_demo_streets(root: str | os.PathLike, n_train: int = 40, n_val: int = 
                        width: int = 128, height: int = 64) -> Path:
     """Write both layouts (`<root>/idd`, `<root>/cityscapes`) unless identical ones are already there;
     return `root`. Scene k of a split depends only on (seed, layout, split, k)."""
-    root = Path(root)
     settings = {"version": GENERATOR_VERSION, "n_train": n_train, "n_val": n_val, "seed": seed,
                 "width": width, "height": height}
-    marker = root / MARKER
-    if marker.is_file():
-        try:
-            if json.loads(marker.read_text()) == settings:
-                return root
-        except (OSError, json.JSONDecodeError):
-            pass
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         for li, layout in enumerate(LAYOUTS):
             writer = _write_idd if layout == "idd" else _write_cityscapes
             for si, (split, n) in enumerate(zip(SPLIT_DIRS, (n_train, n_val))):
                 for i in range(n):
                     img, objs = render_scene(np.random.default_rng([seed, li, si, i]), layout, width, height)
                     writer(tmp / layout, split, i, img, objs)
-        (tmp / MARKER).write_text(json.dumps(settings))
-        if root.exists():  # stale or different settings: replace (it is a cache)
-            shutil.rmtree(root, ignore_errors=True)
-        try:
-            os.replace(tmp, root)
-        except OSError:  # a parallel job won the race; its copy is identical
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return root
+
+    return write_once(root, settings, fill)

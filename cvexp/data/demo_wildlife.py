@@ -11,19 +11,16 @@ and renames it into place, with a marker file that records the generator version
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from cvexp.data.cache import write_once
 from cvexp.data.labels import WILDLIFE_CLASSES, WILDLIFE_COUNTS
 
 GENERATOR_VERSION = 1
-MARKER = ".complete.json"
 
 
 def class_counts(n_images: int) -> dict[str, int]:
@@ -34,35 +31,14 @@ def class_counts(n_images: int) -> dict[str, int]:
 
 def write_demo_wildlife(root: str | os.PathLike, n_images: int = 1200, seed: int = 0) -> Path:
     """Write the demo dataset into `root` unless an identical one is already there; return `root`."""
-    root = Path(root)
-    settings = {"version": GENERATOR_VERSION, "n_images": n_images, "seed": seed}
-    marker = root / MARKER
-    if marker.is_file():
-        try:
-            if json.loads(marker.read_text()) == settings:
-                return root
-        except (OSError, json.JSONDecodeError):
-            pass
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    def fill(tmp: Path) -> None:
         for label, cls in enumerate(WILDLIFE_CLASSES):
             (tmp / cls).mkdir()
             for i in range(class_counts(n_images)[cls]):
-                rng = np.random.default_rng([seed, label, i])
-                img = render(cls, rng)
+                img = render(cls, np.random.default_rng([seed, label, i]))
                 cv2.imwrite(str(tmp / cls / f"{cls}_{i:04d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        (tmp / MARKER).write_text(json.dumps(settings))
-        if root.exists():  # stale or different settings: replace (it is a cache)
-            shutil.rmtree(root, ignore_errors=True)
-        try:
-            os.replace(tmp, root)
-        except OSError:  # a parallel job won the race; its copy is identical
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return root
+
+    return write_once(root, {"version": GENERATOR_VERSION, "n_images": n_images, "seed": seed}, fill)
 
 
 # ------------------------------------------------------------------------------ drawing helpers

@@ -28,9 +28,8 @@ from pathlib import Path
 import albumentations as A
 import cv2
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from cvexp.data import cityscapes, idd
 from cvexp.data.demo_streets import LAYOUTS as DEMO_LAYOUTS
@@ -38,7 +37,8 @@ from cvexp.data.demo_streets import write_demo_streets
 from cvexp.data.labels import IGNORE_INDEX, LabelSpace, get_mapping, label_space
 from cvexp.data.seg_files import SegSample, read_label_image, read_rgb
 from cvexp.data.split import SPLITS, stratified_split
-from cvexp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pipeline, seed_worker_transforms
+from cvexp.data.base import SplitDataModule
+from cvexp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pipeline
 from cvexp.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class SegmentationDataset(Dataset):
         return {"image": img, "mask": mask, "id": self.samples[i].id, "index": i}
 
 
-class SegmentationDataModule(pl.LightningDataModule):
+class SegmentationDataModule(SplitDataModule):
     """Segmentation DataModule for the IDD (`layout=idd`), flat IDD course (`idd_flat`) and
     Cityscapes (`cityscapes`) layouts.
 
@@ -127,6 +127,7 @@ class SegmentationDataModule(pl.LightningDataModule):
     """
 
     task = "segmentation"
+    drop_incomplete_train_batch = True
 
     def __init__(self, root: str | None = None, layout: str = "idd", label_level: int = 3,
                  target_space: str | None = None, image_size: int | None = 512,
@@ -248,25 +249,6 @@ class SegmentationDataModule(pl.LightningDataModule):
         augment = split == "train" if augment is None else augment
         return SegmentationDataset(self.splits[split], self.train_tf if augment else self.eval_tf,
                                    self.luts(), self.jpeg_table)
-
-    def loader(self, split: str, augment: bool | None = None, shuffle: bool | None = None) -> DataLoader:
-        ds = self.dataset(split, augment)
-        shuffle = split == "train" if shuffle is None else shuffle
-        # a last batch of one breaks BatchNorm in training (DeepLabV3+'s ASPP pooling branch)
-        drop_last = split == "train" and shuffle and len(ds) > self.batch_size
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
-                          drop_last=drop_last,
-                          worker_init_fn=seed_worker_transforms if self.num_workers > 0 else None)
-
-    def train_dataloader(self):
-        return self.loader("train")
-
-    def val_dataloader(self):
-        return self.loader("val")
-
-    def test_dataloader(self):
-        return self.loader("test")
 
     def describe(self) -> dict:
         self.setup()

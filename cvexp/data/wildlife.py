@@ -10,14 +10,13 @@ from pathlib import Path
 import albumentations as A
 import cv2
 import numpy as np
-import pytorch_lightning as pl
-import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from cvexp.data.demo_wildlife import write_demo_wildlife
 from cvexp.data.labels import WILDLIFE_CLASSES, normalize_class_name
 from cvexp.data.split import SPLITS, stratified_split, write_split_csv
-from cvexp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pipeline, seed_worker_transforms
+from cvexp.data.base import SplitDataModule
+from cvexp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pipeline
 from cvexp.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -112,7 +111,7 @@ class ImageFolderDataset(Dataset):
         return img, self.labels[i]
 
 
-class WildlifeDataModule(pl.LightningDataModule):
+class WildlifeDataModule(SplitDataModule):
     """Classification DataModule for the Russian Wildlife Dataset layout.
 
     `train_transforms`/`eval_transforms` are lists of albumentations transforms (the `aug` group);
@@ -195,22 +194,6 @@ class WildlifeDataModule(pl.LightningDataModule):
         idx = self.split[split]
         return ImageFolderDataset(self.class_root, [self.files[i] for i in idx],
                                   [self.labels[i] for i in idx], self.train_tf if augment else self.eval_tf)
-
-    def loader(self, split: str, augment: bool | None = None, shuffle: bool | None = None) -> DataLoader:
-        ds = self.dataset(split, augment)
-        shuffle = split == "train" if shuffle is None else shuffle
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
-                          worker_init_fn=seed_worker_transforms if self.num_workers > 0 else None)
-
-    def train_dataloader(self):
-        return self.loader("train")
-
-    def val_dataloader(self):
-        return self.loader("val")
-
-    def test_dataloader(self):
-        return self.loader("test")
 
     def describe(self) -> dict:
         self.setup()
