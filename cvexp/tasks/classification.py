@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch import nn
 from torchmetrics import MaxMetric, MetricCollection
@@ -13,7 +11,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from cvexp import losses
 from cvexp import metric_names as M
-from cvexp.tasks import optim
+from cvexp.tasks.base import TaskModule
 
 
 def classification_metrics(num_classes: int) -> MetricCollection:
@@ -24,46 +22,26 @@ def classification_metrics(num_classes: int) -> MetricCollection:
     })
 
 
-class ClassificationModule(pl.LightningModule):
-    """Wraps any classifier `net` with `forward_features`/`forward_head`.
-
-    `optimizer` and `scheduler` are partials (Hydra `_partial_: true`) called with the trainable
-    parameters and the optimizer. `l2_penalty` adds lambda/2 * ||w||^2 to the loss (explicit L2,
-    see docs/theory.md); weight decay in the optimizer is the coupled/decoupled alternative.
-    """
+class ClassificationModule(TaskModule):
+    """Wraps any classifier `net` with `forward_features`/`forward_head` (see TaskModule for the
+    optimizer, scheduler and L2 arguments)."""
 
     task = "classification"
 
     def __init__(self, net: nn.Module, class_names: Sequence[str], optimizer: Callable | None = None,
                  scheduler: Callable | None = None, scheduler_interval: str = "epoch",
                  label_smoothing: float = 0.0, l2_penalty: float = 0.0, monitor: str = M.VAL_F1_MACRO):
-        super().__init__()
+        super().__init__(net, class_names, optimizer, scheduler, scheduler_interval, l2_penalty, monitor)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
-        self.net = net
-        self.class_names = list(class_names)
-        self.num_classes = len(self.class_names)
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.scheduler_interval = scheduler_interval
         self.label_smoothing = label_smoothing
-        self.l2_penalty = l2_penalty
-        self.monitor = monitor
         # ModuleDict keys may not shadow nn.Module attributes ("train"), hence the "_m" suffix
         self.metrics = nn.ModuleDict({f"{s}_m": classification_metrics(self.num_classes) for s in M.STAGES})
         self.f1_per_class = MulticlassF1Score(self.num_classes, average=None)
         self.confmat = nn.ModuleDict({f"{s}_m": MulticlassConfusionMatrix(self.num_classes) for s in (M.VAL, M.TEST)})
         self.val_f1_best = MaxMetric()
-        self.test_confusion: torch.Tensor | None = None
-        self.extra_checkpoint: dict[str, Any] = {}  # the entry point stores its config here
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        loss = losses.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        if self.l2_penalty:
-            loss = loss + losses.l2_penalty((p for p in self.parameters() if p.requires_grad), self.l2_penalty)
-        return loss
+        return self.regularized(losses.cross_entropy(logits, y, label_smoothing=self.label_smoothing))
 
     def _step(self, batch, stage: str):
         x, y = batch
@@ -121,10 +99,3 @@ class ClassificationModule(pl.LightningModule):
         feats = self.net.forward_features(x)
         logits = self.net.forward_head(feats)
         return {"features": feats, "probs": logits.softmax(1), "labels": y}
-
-    def configure_optimizers(self):
-        return optim.configure(self, self.optimizer_factory, self.scheduler_factory, self.scheduler_interval,
-                               self.monitor)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["cvexp"] = {"task": self.task, "class_names": self.class_names, **self.extra_checkpoint}

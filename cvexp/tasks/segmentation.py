@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch import nn
 
@@ -21,12 +20,12 @@ from cvexp import losses
 from cvexp import metric_names as M
 from cvexp.analysis import seg_metrics
 from cvexp.errors import CheckpointError
-from cvexp.tasks import optim
+from cvexp.tasks.base import TaskModule
 
 IGNORE_INDEX = 255
 
 
-class SegmentationModule(pl.LightningModule):
+class SegmentationModule(TaskModule):
     """`label_space` names the space the network's classes live in (e.g. `idd_level3`,
     `cityscapes`). For evaluation in another space, `set_prediction_mapping(lut, class_names)`
     maps predicted ids through a (256,) table first (unmapped -> 255, counted as a miss)."""
@@ -39,20 +38,12 @@ class SegmentationModule(pl.LightningModule):
                  ignore_index: int = IGNORE_INDEX, dice_weight: float = 0.0, l2_penalty: float = 0.0,
                  monitor: str = M.VAL_MIOU, n_visualize: int = 6, k_failures: int = 6,
                  failure_iou: float = 0.5):
-        super().__init__()
+        super().__init__(net, class_names, optimizer, scheduler, scheduler_interval, l2_penalty, monitor)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
-        self.net = net
-        self.class_names = list(class_names)
-        self.num_classes = len(self.class_names)
         self.palette = [tuple(int(v) for v in c) for c in palette] if palette else _default_palette(self.num_classes)
         self.label_space = label_space
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.scheduler_interval = scheduler_interval
         self.ignore_index = ignore_index
         self.dice_weight = dice_weight
-        self.l2_penalty = l2_penalty
-        self.monitor = monitor
         self.n_visualize = n_visualize
         self.k_failures = k_failures
         self.failure_iou = failure_iou
@@ -61,9 +52,7 @@ class SegmentationModule(pl.LightningModule):
         self.best_miou = -math.inf
         self.register_buffer("prediction_lut", torch.empty(0, dtype=torch.long), persistent=False)
         self.eval_class_names = self.class_names
-        self.test_confusion: torch.Tensor | None = None
         self.test_images: list[dict] = []
-        self.extra_checkpoint: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ label spaces
     def set_prediction_mapping(self, lut: np.ndarray | torch.Tensor | None, class_names: Sequence[str]) -> None:
@@ -99,16 +88,11 @@ class SegmentationModule(pl.LightningModule):
                 "(e.g. space=cityscapes) or data.target_space to map both into one")
 
     # ------------------------------------------------------------------ steps
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
     def loss(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         loss = losses.cross_entropy(logits, mask, ignore_index=self.ignore_index)
         if self.dice_weight:
             loss = loss + self.dice_weight * losses.dice_loss(logits, mask, ignore_index=self.ignore_index)
-        if self.l2_penalty:
-            loss = loss + losses.l2_penalty((p for p in self.parameters() if p.requires_grad), self.l2_penalty)
-        return loss
+        return self.regularized(loss)
 
     def _step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch["image"], batch["mask"]
@@ -166,13 +150,9 @@ class SegmentationModule(pl.LightningModule):
             self.log(M.per_class(M.TEST, "iou", name), float(v))
         self.test_confusion = values["confusion"]
 
-    def configure_optimizers(self):
-        return optim.configure(self, self.optimizer_factory, self.scheduler_factory, self.scheduler_interval,
-                               self.monitor)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["cvexp"] = {"task": self.task, "class_names": self.class_names, "label_space": self.label_space,
-                               "palette": [list(c) for c in self.palette], **self.extra_checkpoint}
+    def checkpoint_info(self) -> dict[str, Any]:
+        return {**super().checkpoint_info(), "label_space": self.label_space,
+                "palette": [list(c) for c in self.palette]}
 
     # ------------------------------------------------------------------ outputs
     def write_results(self, out: Path, dm) -> dict[str, Path]:
