@@ -69,3 +69,36 @@ def run_cli(args, cwd=None, env=None, timeout=600):
     e.update(env or {})
     return subprocess.run([sys.executable, *args], cwd=cwd, env=e, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def predict_split(ckpt, split: str):
+    """(labels, predicted ids) of a classification checkpoint on one split of its own data,
+    computed directly (not through the entry points under test)."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from cvexp import runs
+    from cvexp.eval import build_from_checkpoint, load_checkpoint
+
+    module, train_cfg = build_from_checkpoint(load_checkpoint(str(ckpt)), str(ckpt))
+    cfg = OmegaConf.create({"data": train_cfg.data, "aug": {"eval": train_cfg.aug.eval}})
+    cfg.data.output_dir = None
+    dm = runs.build_datamodule(cfg)
+    module.eval()
+    ys, ps = [], []
+    with torch.no_grad():
+        for x, y in dm.loader(split, augment=False, shuffle=False):
+            ps.append(module(x).argmax(1))
+            ys.append(y)
+    return torch.cat(ys).numpy(), torch.cat(ps).numpy()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny convolutions: one intra-op thread is as fast and immune to a busy shared machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

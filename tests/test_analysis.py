@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import compose_config
+from conftest import compose_config, predict_split
 
 from cvexp.analysis import misclassified as MC
 from cvexp.analysis import tsne
@@ -168,22 +168,7 @@ def checkpoints(tmp_path_factory):
 
 def val_predictions(ckpt: Path):
     """Predictions on the val split, computed here without cvexp.analyze."""
-    from omegaconf import OmegaConf
-
-    from cvexp import runs
-    from cvexp.eval import build_from_checkpoint, load_checkpoint
-
-    module, train_cfg = build_from_checkpoint(load_checkpoint(str(ckpt)), str(ckpt))
-    cfg = OmegaConf.create({"data": train_cfg.data, "aug": {"eval": train_cfg.aug.eval}})
-    cfg.data.output_dir = None
-    dm = runs.build_datamodule(cfg)
-    module.eval()
-    ys, ps = [], []
-    with torch.no_grad():
-        for x, y in dm.loader("val", augment=False, shuffle=False):
-            ps.append(module(x).argmax(1))
-            ys.append(y)
-    return torch.cat(ys).numpy(), torch.cat(ps).numpy()
+    return predict_split(ckpt, "val")
 
 
 def rows_of(path: Path) -> list[dict]:

@@ -13,12 +13,8 @@ from cvexp.models.segmentation import SmpDeepLabV3Plus, infer_resized
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny convolutions: one intra-op thread is as fast and immune to a busy shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Tiny convolutions: one thread each (the `one_thread` fixture in conftest)."""
 
 
 @pytest.fixture

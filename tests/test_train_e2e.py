@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import compose_config
+from conftest import compose_config, predict_split
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
 from cvexp import metric_names as M
@@ -40,28 +40,9 @@ def test_run_dir_holds_everything(tiny_run):
     assert len((run / "per_class.csv").read_text().strip().splitlines()) == 1 + 10
 
 
-def _predict_test_set(run):
-    from cvexp import runs
-    from cvexp.eval import build_from_checkpoint, load_checkpoint
-    from omegaconf import OmegaConf
-
-    ckpt = load_checkpoint(str(run / "checkpoints" / "best.ckpt"))
-    module, train_cfg = build_from_checkpoint(ckpt, "best.ckpt")
-    cfg = OmegaConf.create({"data": train_cfg.data, "aug": {"eval": train_cfg.aug.eval}})
-    cfg.data.output_dir = None
-    dm = runs.build_datamodule(cfg)
-    module.eval()
-    ys, ps = [], []
-    with torch.no_grad():
-        for x, y in dm.test_dataloader():
-            ps.append(module(x).argmax(1))
-            ys.append(y)
-    return torch.cat(ys).numpy(), torch.cat(ps).numpy()
-
-
 def test_metrics_agree_with_sklearn(tiny_run):
     run, _ = tiny_run
-    y, p = _predict_test_set(run)
+    y, p = predict_split(run / "checkpoints" / "best.ckpt", "test")
     saved = json.loads((run / "metrics.json").read_text())
     assert saved[M.TEST_ACC] == pytest.approx(accuracy_score(y, p), abs=1e-6)
     assert saved[M.TEST_F1_MACRO] == pytest.approx(f1_score(y, p, average="macro"), abs=1e-6)

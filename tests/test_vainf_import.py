@@ -15,12 +15,8 @@ X = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny convolutions: one intra-op thread is as fast and immune to a busy shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Tiny convolutions: one thread each (the `one_thread` fixture in conftest)."""
 
 
 def _randomize(model: torch.nn.Module, seed: int) -> torch.nn.Module:
