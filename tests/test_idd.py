@@ -1,4 +1,5 @@
-"""IDD: the official polygon rasterisation on hand-made cases, mask caching, the flat JPEG variant."""
+"""IDD: the official polygon rasterisation on hand-made cases, the csTrainId protocol against an
+independent rasteriser over AutoNUE's table, mask caching, the flat JPEG variant."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image, ImageDraw
 
-from cvexp.data import idd
-from cvexp.data.labels import IDD_NAME_TO_LEVEL3
+from cvexp.data import idd, polygons
+from cvexp.data.labels import IDD_LABELS, IDD_NAME_TO_LEVEL3, get_mapping
 from cvexp.data.seg_files import read_label_image
 from cvexp.data.segmentation import SegmentationDataModule
 from cvexp.errors import ConfigError, DataError
@@ -191,14 +193,14 @@ def test_read_only_dataset_caches_masks_under_cache_dir(tmp_path):
 def test_read_only_fallback_when_writing_beside_fails(tmp_path, monkeypatch):
     data, cache = tmp_path / "data", tmp_path / "cache"
     beside = write_idd(data)
-    real = idd.write_png_atomic
+    real = polygons.write_png_atomic
 
     def refuse_dataset(path, array):
         if str(path).startswith(str(data)):
             raise PermissionError(13, "Read-only file system")
         return real(path, array)
 
-    monkeypatch.setattr(idd, "write_png_atomic", refuse_dataset)
+    monkeypatch.setattr(polygons, "write_png_atomic", refuse_dataset)
     made = idd.ensure_masks(idd.find_idd_samples(data, "train", cache), data, cache)
     assert not beside.exists() and str(made[0].mask).startswith(str(cache))
     assert idd.find_idd_samples(data, "train", cache)[0].mask == made[0].mask
@@ -209,8 +211,9 @@ def test_read_only_fallback_when_writing_beside_fails(tmp_path, monkeypatch):
 def test_layout_errors_name_the_path_and_the_expected_layout(tmp_path):
     with pytest.raises(DataError, match="does not exist; expected <root>/leftImg8bit"):
         idd.find_idd_samples(tmp_path / "nope", "train")
-    with pytest.raises(DataError, match="no leftImg8bit/ and gtFine/ folders"):
+    with pytest.raises(DataError, match="no leftImg8bit/ and gtFine/ folders") as e:
         idd.find_idd_samples(tmp_path, "train")
+    assert "use data=idd_flat:" in str(e.value) and "data.dataset" not in str(e.value)
     write_idd(tmp_path / "IDD_Segmentation")  # one level below is found
     assert len(idd.find_idd_samples(tmp_path, "train")) == 1
     with pytest.raises(DataError, match="no split folder .*val; found train"):
@@ -303,8 +306,9 @@ def test_flat_variant_pairs_split_and_cleans_jpeg_masks(tmp_path):
 
 
 def test_flat_layout_errors(tmp_path):
-    with pytest.raises(DataError, match="no image_archive/ and mask_archive/ folders .*IDD20K_II"):
+    with pytest.raises(DataError, match="no image_archive/ and mask_archive/ folders .*IDD20K_II") as e:
         idd.find_idd_flat_samples(tmp_path)
+    assert "use data=idd)" in str(e.value)
     (tmp_path / "image_archive").mkdir()
     (tmp_path / "mask_archive").mkdir()
     cv2.imwrite(str(tmp_path / "image_archive" / "image_1.jpg"), np.zeros((4, 4, 3), np.uint8))
@@ -317,3 +321,185 @@ def test_default_table_is_the_official_level3_encoding():
     a = ann(len(IDD_NAME_TO_LEVEL3), 1, *[rect(n, i, 0, i, 0) for i, n in enumerate(IDD_NAME_TO_LEVEL3)])
     m = idd.rasterize_polygons(a)
     assert m[0].tolist() == list(IDD_NAME_TO_LEVEL3.values())
+
+
+# ------------------------------------------------------------------------------ the csTrainId protocol
+ROWS = {lb.name: lb for lb in IDD_LABELS}
+COLUMN = {"id": "id", "csTrainId": "cs_train_id", "level3Id": "level3_id", "level2Id": "level2_id",
+          "level1Id": "level1_id"}
+# the raw labels that level3 merges but the csTrainId encoding scores apart (the level3 route differs)
+SCORED_APART = ("rail track", "animal", "train", "polegroup", "fallback background")
+
+
+def reference_mask(annotation: dict, encoding: str) -> np.ndarray:
+    """AutoNUE's createLabelImage written out plainly: one PIL polygon per object in file order over
+    the `unlabeled` background, straight from the table's column; deleted or < 3 points skipped,
+    `<label>group` read as `<label>`, unknown labels skipped."""
+    col = COLUMN[encoding]
+    img = Image.new("L", (annotation["imgWidth"], annotation["imgHeight"]), getattr(ROWS["unlabeled"], col))
+    draw = ImageDraw.Draw(img)
+    for obj in annotation["objects"]:
+        name, points = obj["label"], obj["polygon"]
+        if obj.get("deleted") or len(points) < 3:
+            continue
+        if name not in ROWS and name.endswith("group"):
+            name = name[: -len("group")]
+        if name in ROWS:
+            draw.polygon([(p[0], p[1]) for p in points], fill=getattr(ROWS[name], col))
+    return np.asarray(img)
+
+
+def every_label_annotation(seed: int, w: int = 160, h: int = 100) -> dict:
+    """A tile for each of the 40 raw labels, then random polygons of every label over them (rectangles,
+    float triangles, concave stars, some outside the image), `<label>group` names, deleted objects,
+    2-point polygons and an unknown label."""
+    rng = np.random.default_rng(seed)
+    names = list(ROWS)
+    order = rng.permutation(len(names))
+    objs = [rect(names[j], (k % 8) * 20, (k // 8) * 20, (k % 8) * 20 + 19, (k // 8) * 20 + 19)
+            for k, j in enumerate(order)]
+    for _ in range(3):
+        for j in rng.permutation(len(names)):
+            name = names[j]
+            x, y = float(rng.uniform(-20, w + 10)), float(rng.uniform(-20, h + 10))
+            kind = int(rng.integers(0, 4))
+            if kind == 0:
+                obj = rect(name, int(x), int(y), int(x + rng.integers(3, 40)), int(y + rng.integers(3, 30)))
+            elif kind == 1:
+                obj = {"label": name, "polygon": [[x, y], [x + rng.uniform(4, 30), y + rng.uniform(-5, 5)],
+                                                  [x + rng.uniform(-5, 5), y + rng.uniform(4, 30)]]}
+            else:
+                n = int(rng.integers(5, 9))
+                angles = np.linspace(0, 2 * np.pi, 2 * n, endpoint=False)
+                radii = np.where(np.arange(2 * n) % 2 == 0, rng.uniform(8, 18), rng.uniform(2, 6))
+                pts = np.stack([x + radii * np.cos(angles), y + radii * np.sin(angles)], 1)
+                obj = {"label": name, "polygon": (np.round(pts) if kind == 2 else np.round(pts, 2)).tolist()}
+            if name in ("person", "car", "motorcycle", "rider", "bicycle") and rng.random() < 0.5:
+                obj["label"] = name + "group"
+            if rng.random() < 0.1:
+                obj["deleted"] = 1
+            objs.append(obj)
+    objs.insert(int(rng.integers(0, len(objs))), {"label": "sky", "polygon": [[0, 0], [w - 1, h - 1]]})
+    objs.insert(int(rng.integers(0, len(objs))), rect("spaceship", 0, 0, w - 1, h - 1))
+    return ann(w, h, *objs)
+
+
+@pytest.fixture(scope="module")
+def every_label_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("idd_every_label")
+    annotations = {}
+    for k in range(3):
+        a = every_label_annotation(k)
+        write_idd(root, seq=str(k % 2), ident=f"00000{k}", w=a["imgWidth"], h=a["imgHeight"], objects=a["objects"])
+        annotations[f"train/{k % 2}/00000{k}"] = a
+    return root, annotations
+
+
+def served_masks(root, **kw) -> dict[str, np.ndarray]:
+    dm = SegmentationDataModule(root=str(root), layout="idd", split_dirs={"train": "train", "val": "train",
+                                                                          "test": "train"}, num_workers=0, **kw)
+    ds = dm.dataset("train", augment=False)
+    return {s.id: ds.load(i)[1] for i, s in enumerate(ds.samples)}
+
+
+def test_the_synthetic_annotations_cover_every_label(every_label_dataset):
+    _, annotations = every_label_dataset
+    seen = set()
+    for a in annotations.values():
+        seen |= set(np.unique(reference_mask(a, "id")).tolist())
+    assert seen == {lb.id for lb in IDD_LABELS}  # every raw label is visible somewhere
+
+
+def test_idd_in_cityscapes_ids_is_autonue_s_cs_train_id_encoding_exactly(every_label_dataset, caplog):
+    root, annotations = every_label_dataset
+    with caplog.at_level(logging.INFO, logger="cvexp.data.segmentation"):
+        got = served_masks(root, target_space="cityscapes")
+    assert "csTrainId" in caplog.text
+    assert sorted(got) == sorted(annotations)
+    level3_route = get_mapping("idd_level3", "cityscapes")
+    apart = [ROWS[n].id for n in SCORED_APART]
+    for sid, a in annotations.items():
+        expect = reference_mask(a, "csTrainId")
+        assert got[sid].dtype == np.uint8 and np.array_equal(got[sid], expect), sid
+        # the masks are cached under AutoNUE's name for them, beside the JSON
+        cached = root / "gtFine" / f"{sid}_gtFine_labelcsTrainIds.png"
+        assert np.array_equal(read_label_image(cached), expect)
+        # mapping level3 instead differs exactly on the labels level3 merged
+        differs = level3_route[reference_mask(a, "level3Id")] != expect
+        assert np.array_equal(differs, np.isin(reference_mask(a, "id"), apart)) and differs.any()
+
+
+@pytest.mark.parametrize("level", [3, 2, 1])
+def test_level_masks_are_still_autonue_s_level_encodings(every_label_dataset, level):
+    root, annotations = every_label_dataset
+    got = served_masks(root, label_level=level)
+    for sid, a in annotations.items():
+        assert np.array_equal(got[sid], reference_mask(a, f"level{level}Id")), sid
+        cached = root / "gtFine" / f"{sid}_gtFine_labellevel3Ids.png"  # levels 2 and 1 come from level3
+        assert np.array_equal(read_label_image(cached), reference_mask(a, "level3Id"))
+
+
+def test_cs_train_id_masks_of_a_read_only_dataset_go_to_the_cache(tmp_path, monkeypatch):
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    write_idd(data, objects=[rect("non-drivable fallback", 0, 0, 15, 7), rect("animal", 0, 0, 3, 3)])
+    real = polygons.write_png_atomic
+
+    def refuse_dataset(path, array):
+        if str(path).startswith(str(data)):
+            raise PermissionError(13, "Read-only file system")
+        return real(path, array)
+
+    monkeypatch.setattr(polygons, "write_png_atomic", refuse_dataset)
+    found = idd.find_idd_samples(data, "train", cache, "csTrainId")
+    assert found[0].mask is None and found[0].mask_space == "cityscapes"
+    [s] = idd.ensure_masks(found, data, cache, encoding="csTrainId")
+    assert s.mask.is_relative_to(cache) and s.mask.name == "000001_gtFine_labelcsTrainIds.png"
+    assert s.mask == idd.mask_cache_path(cache, data, s.polygons, "csTrainId")
+    m = read_label_image(s.mask)
+    assert (m[:4, :4] == 255).all() and (m[4:] == 9).all()
+    assert idd.find_idd_samples(data, "train", cache, "csTrainId")[0].mask == s.mask  # found again
+    assert idd.find_idd_samples(data, "train", cache)[0].mask is None  # level3 is another file
+    assert [p.name for p in data.rglob("*.png")] == ["000001_leftImg8bit.png"]  # nothing written there
+
+
+def test_without_polygons_a_level3_mask_serves_cityscapes_ids_with_a_warning(tmp_path, caplog):
+    level3 = write_idd(tmp_path, objects=[rect("road", 0, 0, 15, 7)])
+    cv2.imwrite(str(level3), np.tile(np.array([0, 3, 4, 12, 20, 25, 8, 255], np.uint8), (8, 2)))
+    level3.with_name("000001_gtFine_polygons.json").unlink()
+    with caplog.at_level(logging.WARNING):
+        got = served_masks(tmp_path, target_space="cityscapes")
+    assert "mapped from level3 classes" in caplog.text
+    assert got["train/0/000001"][0, :8].tolist() == [0, 9, 11, 255, 5, 10, 255, 255]
+
+
+def test_flat_variant_in_cityscapes_ids_maps_level3_and_says_so(tmp_path, caplog):
+    truth = write_flat(tmp_path, n=4)
+    with caplog.at_level(logging.WARNING):
+        dm = SegmentationDataModule(root=str(tmp_path), layout="idd_flat", target_space="cityscapes",
+                                    split=(1.0, 0.0, 0.0), num_workers=0, jpeg_mask_policy="ignore")
+    lines = [r.getMessage() for r in caplog.records if "idd_flat" in r.getMessage()]
+    assert len(lines) == 1 and "mapped from level3" in lines[0] and "csTrainId" in lines[0]
+    ds = dm.dataset("train", augment=False)
+    lut = get_mapping("idd_level3", "cityscapes")
+    for i, s in enumerate(ds.samples):
+        m = ds.load(i)[1]
+        stored = idd.jpeg_mask_table("ignore")[read_label_image(s.mask, grayscale=True)]
+        assert np.array_equal(m, lut[stored]) and dm.num_classes == 19
+        assert (m == lut[truth[int(s.id.split("_")[1])]]).mean() > 0.85
+
+
+def test_a_progress_bar_only_when_many_masks_are_made(tmp_path, monkeypatch):
+    import rich.progress
+
+    calls = []
+
+    def track(items, **kw):
+        calls.append(kw["total"])
+        yield from items
+
+    monkeypatch.setattr(rich.progress, "track", track)
+    for k in range(polygons.PROGRESS_MIN + 1):
+        write_idd(tmp_path, ident=f"{k:06d}")
+    made = idd.ensure_masks(idd.find_idd_samples(tmp_path, "train"), tmp_path)
+    assert calls == [polygons.PROGRESS_MIN + 1] and all(s.mask.is_file() for s in made)
+    assert list(polygons.progress(iter(range(3)), 3, "few")) == [0, 1, 2] and len(calls) == 1

@@ -10,7 +10,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from cvexp.data.labels import get_mapping
+from cvexp.data.labels import IDD_NAME_TO_CS_TRAIN_ID, get_mapping
+from cvexp.data.polygons import rasterize_polygons
 from cvexp.data.segmentation import SegmentationDataModule
 from cvexp.errors import ConfigError, DataError
 
@@ -167,7 +168,7 @@ def test_demo_data_modules_give_batches_of_the_right_shapes(compose_cfg, tmp_pat
         assert rows[0] == "split,id,image,mask" and len(rows) == 1 + 40 + 12 + 12
 
 
-def test_target_space_maps_demo_idd_masks_to_cityscapes(compose_cfg):
+def test_target_space_cityscapes_serves_demo_idd_from_cs_train_id_masks(compose_cfg):
     native = build(compose_cfg("train", ["data=demo_idd", "aug=seg_basic"]))
     mapped = build(compose_cfg("train", ["data=demo_idd", "aug=seg_basic", "data.target_space=cityscapes"]))
     assert mapped.class_names[0] == "road" and mapped.num_classes == 19 and mapped.label_space.name == "idd_level3"
@@ -176,5 +177,10 @@ def test_target_space_maps_demo_idd_masks_to_cityscapes(compose_cfg):
     for i in range(3):
         _, a = ds_n.load(i)
         _, b = ds_m.load(i)
+        s = ds_m.samples[i]
+        # drawn from the raw polygon labels in AutoNUE's csTrainId encoding, cached under its name
+        assert s.mask_space == "cityscapes" and s.mask.name.endswith("_gtFine_labelcsTrainIds.png")
+        assert np.array_equal(b, rasterize_polygons(s.polygons, IDD_NAME_TO_CS_TRAIN_ID))
+        # the demo scenes hold none of the labels level3 merges, so the level3 route agrees here
         assert np.array_equal(b, lut[a])
         assert ((a == 8) <= (b == 255)).all()  # autorickshaws are void for Cityscapes

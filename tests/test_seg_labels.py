@@ -14,9 +14,100 @@ CS_ID_TO_TRAIN = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 2
 CS_COLORS = [(128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
              (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
              (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32)]
-# DESIGN.md: IDD level3 -> Cityscapes train id
-IDD_TO_CS = {0: 0, 2: 1, 22: 2, 14: 3, 15: 4, 20: 5, 19: 6, 18: 7, 24: 8, 25: 10, 4: 11, 5: 12, 9: 13, 10: 14,
-             11: 15, 6: 17, 7: 18}
+# IDD level3 -> Cityscapes train id: each level3 class as the csTrainId of the raw label it is named after
+IDD_TO_CS = {0: 0, 2: 1, 3: 9, 22: 2, 14: 3, 15: 4, 20: 5, 19: 6, 18: 7, 24: 8, 25: 10, 4: 11, 5: 12, 9: 13,
+             10: 14, 11: 15, 6: 17, 7: 18}
+
+# AutoNUE public-code helpers/anue_labels.py, transcribed by hand (csId left out: see labels.py):
+# name | id | csTrainId | level3Id | level2Id | level1Id | color
+ANUE_TABLE = """
+road|0|0|0|0|0|128,64,128
+parking|1|255|1|1|0|250,170,160
+drivable fallback|2|255|1|1|0|81,0,81
+sidewalk|3|1|2|2|1|244,35,232
+rail track|4|255|3|3|1|230,150,140
+non-drivable fallback|5|9|3|3|1|152,251,152
+person|6|11|4|4|2|220,20,60
+animal|7|255|4|4|2|246,198,145
+rider|8|12|5|5|2|255,0,0
+motorcycle|9|17|6|6|3|0,0,230
+bicycle|10|18|7|6|3|119,11,32
+autorickshaw|11|255|8|7|3|255,204,54
+car|12|13|9|7|3|0,0,142
+truck|13|14|10|8|3|0,0,70
+bus|14|15|11|8|3|0,60,100
+caravan|15|255|12|8|3|0,0,90
+trailer|16|255|12|8|3|0,0,110
+train|17|16|12|8|3|0,80,100
+vehicle fallback|18|255|12|8|3|136,143,153
+curb|19|255|13|9|4|220,190,40
+wall|20|3|14|9|4|102,102,156
+fence|21|4|15|10|4|190,153,153
+guard rail|22|255|16|10|4|180,165,180
+billboard|23|255|17|11|4|174,64,67
+traffic sign|24|7|18|11|4|220,220,0
+traffic light|25|6|19|11|4|250,170,30
+pole|26|5|20|12|4|153,153,153
+polegroup|27|255|20|12|4|153,153,153
+obs-str-bar-fallback|28|255|21|12|4|169,187,214
+building|29|2|22|13|5|70,70,70
+bridge|30|255|23|13|5|150,100,100
+tunnel|31|255|23|13|5|150,120,90
+vegetation|32|8|24|14|5|107,142,35
+sky|33|10|25|15|6|70,130,180
+fallback background|34|255|25|15|6|169,187,214
+unlabeled|35|255|255|255|255|0,0,0
+ego vehicle|36|255|255|255|255|0,0,0
+rectification border|37|255|255|255|255|0,0,0
+out of roi|38|255|255|255|255|0,0,0
+license plate|39|255|255|255|255|0,0,142
+"""
+
+
+def anue_rows():
+    for line in ANUE_TABLE.strip().splitlines():
+        name, *ids, color = line.split("|")
+        yield (name, *map(int, ids), tuple(map(int, color.split(","))))
+
+
+def test_idd_table_is_autonue_s_in_order_with_every_column():
+    got = [(lb.name, lb.id, lb.cs_train_id, lb.level3_id, lb.level2_id, lb.level1_id, lb.color)
+           for lb in L.IDD_LABELS]
+    assert got == list(anue_rows())
+    cs_ids = {lb.name: lb.cs_id for lb in L.IDD_LABELS}
+    assert cs_ids["parking"] == 9 and cs_ids["polegroup"] == 18 and cs_ids["unlabeled"] == 0
+    assert cs_ids["vehicle fallback"] == 255  # 355 in the official table: not an 8-bit id
+
+
+@pytest.mark.parametrize("name,cs_train_id,level3,via_level3", [
+    ("non-drivable fallback", 9, 3, 9), ("rail track", 255, 3, 9), ("polegroup", 255, 20, 5),
+    ("fallback background", 255, 25, 10), ("animal", 255, 4, 11), ("train", 16, 12, 255)])
+def test_labels_level3_merged_are_scored_apart_in_cs_train_ids(name, cs_train_id, level3, via_level3):
+    assert L.IDD_NAME_TO_CS_TRAIN_ID[name] == cs_train_id and L.IDD_NAME_TO_LEVEL3[name] == level3
+    assert L.get_mapping("idd_level3", "cityscapes")[level3] == via_level3  # what the flat variant can do
+
+
+def test_every_mapping_is_the_table_s():
+    rows = list(anue_rows())
+    for enc, col in (("id", 1), ("csTrainId", 2), ("level3Id", 3), ("level2Id", 4), ("level1Id", 5)):
+        assert L.idd_name_to(enc) == {r[0]: r[col] for r in rows}
+    # a level3 class lies in one level2 class, a level2 class in one level1 class
+    assert {(r[3], r[4]) for r in rows if r[3] != 255} == set(enumerate(L.IDD_LEVEL3_TO_LEVEL2))
+    assert {(r[4], r[5]) for r in rows if r[4] != 255} == set(enumerate(L.IDD_LEVEL2_TO_LEVEL1))
+    cs = {r[0]: r[2] for r in rows}
+    assert L.IDD_LEVEL3_TO_CITYSCAPES == {i: cs[n] for i, n in enumerate(L.IDD_LEVEL3_CLASSES) if cs[n] != 255}
+    with pytest.raises(ConfigError, match="unknown IDD mask encoding 'level4Id'"):
+        L.idd_name_to("level4Id")
+
+
+def test_idd_palettes_are_the_first_raw_label_colours_as_before():
+    rows = list(anue_rows())
+    for pal, col in ((L.IDD_LEVEL3_PALETTE, 3), (L.IDD_LEVEL2_PALETTE, 4), (L.IDD_LEVEL1_PALETTE, 5)):
+        assert list(pal) == [next(r[6] for r in rows if r[col] == i) for i in range(len(pal))]
+    assert L.IDD_LEVEL3_PALETTE[1] == (250, 170, 160) and L.IDD_LEVEL3_PALETTE[3] == (230, 150, 140)
+    assert L.IDD_LEVEL3_PALETTE[12] == (0, 0, 90) and L.IDD_LEVEL2_PALETTE[7] == (255, 204, 54)
+    assert L.IDD_LEVEL1_PALETTE == ((128, 64, 128), (244, 35, 232), (220, 20, 60), (0, 0, 230), (220, 190, 40),
+                                    (70, 70, 70), (70, 130, 180))
 
 
 def test_idd_levels_have_26_16_7_classes_with_the_design_ids():
@@ -74,27 +165,27 @@ def test_cityscapes_34_labels_to_19_train_ids():
     assert [int(lut[i]) for i in range(34)] == [CS_ID_TO_TRAIN.get(i, 255) for i in range(34)]
 
 
-def test_idd_level3_to_cityscapes_is_the_design_mapping():
+def test_idd_level3_to_cityscapes_is_each_class_s_namesake_label():
     assert L.IDD_LEVEL3_TO_CITYSCAPES == IDD_TO_CS
     lut = L.get_mapping("idd_level3", "cityscapes")
     assert lut.shape == (256,) and lut.dtype == np.uint8
     for i in range(26):
         assert lut[i] == IDD_TO_CS.get(i, 255)
-        if i in IDD_TO_CS:  # same class name on both sides
-            assert L.IDD_LEVEL3_CLASSES[i] == L.CITYSCAPES_TRAIN_CLASSES[IDD_TO_CS[i]]
+        if i in IDD_TO_CS:  # same class name on both sides, but AutoNUE's non-drivable fallback -> terrain
+            assert L.IDD_LEVEL3_CLASSES[i] == L.CITYSCAPES_TRAIN_CLASSES[IDD_TO_CS[i]] or (i, IDD_TO_CS[i]) == (3, 9)
     assert lut[255] == 255 and lut[26] == 255
     mask = np.array([[0, 8, 9], [255, 25, 13]], np.uint8)  # road, autorickshaw, car / void, sky, curb
     assert lut[mask].tolist() == [[0, 255, 13], [255, 10, 255]]
     back = L.get_mapping("cityscapes", "idd_level3")
-    assert all(back[v] == k for k, v in IDD_TO_CS.items()) and back[9] == 255 and back[16] == 255
+    assert all(back[v] == k for k, v in IDD_TO_CS.items()) and back[9] == 3 and back[16] == 255
 
 
 def test_idd_palette_shares_cityscapes_colours_and_is_distinct():
     pal = L.IDD_LEVEL3_PALETTE
     for i, j in IDD_TO_CS.items():
-        assert pal[i] == CS_COLORS[j]
+        assert pal[i] == CS_COLORS[j] or i == 3  # non-drivable fallback keeps rail track's colour, not terrain's
     assert len(set(pal)) == 26
-    own = [pal[i] for i in range(26) if i not in IDD_TO_CS]
+    own = [pal[i] for i in range(26) if i not in IDD_TO_CS or i == 3]
     assert not set(own) & set(CS_COLORS)
 
 

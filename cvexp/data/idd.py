@@ -1,43 +1,54 @@
-"""IDD (Indian Driving Dataset) segmentation files: polygon rasterisation, discovery, mask caching.
+"""IDD (Indian Driving Dataset) segmentation files: discovery, the official mask encodings, mask caching.
 
 Two layouts are read:
 
 * the real one, `<root>/leftImg8bit/<split>/<seq>/<id>_leftImg8bit.png|jpg` with
   `<root>/gtFine/<split>/<seq>/<id>_gtFine_polygons.json`. Masks are rasterised from the polygons
-  exactly as the official AutoNUE `createLabels` tool does (`rasterize_polygons`) and cached as
-  `<id>_gtFine_labellevel3Ids.png` beside the JSON (under `cache_dir` when the dataset is read-only).
-  A level3 mask that already exists there, official or ours, is used as it is. Levels 2 and 1 are
-  derived from level3 through the hierarchy in `labels.py`.
+  exactly as the official AutoNUE `createLabels --id-type <encoding>` does (`polygons.py`), in one
+  of two encodings of AutoNUE's label table (`labels.IDD_LABELS`):
+  `level3Id` (the 26-class benchmark; levels 2 and 1 are derived from it through the hierarchy),
+  cached as `<id>_gtFine_labellevel3Ids.png`, and `csTrainId` (the 19 Cityscapes train ids, how a
+  Cityscapes model is scored on IDD), cached as `<id>_gtFine_labelcsTrainIds.png`; both beside the
+  JSON, or under `cache_dir` when the dataset is read-only. A mask that already exists there,
+  official or ours, is used as it is.
 * the course's flat, resized variant, `<root>/IDD20K_II/image_archive/image_<n>.jpg` with
   `mask_archive/mask_<n>.jpg` holding level3 ids as JPEG; compression leaves stray values, which
-  `clean_jpeg_mask` snaps to the nearest valid id (`snap`) or sets to 255 (`ignore`).
+  `clean_jpeg_mask` snaps to the nearest valid id (`snap`) or sets to 255 (`ignore`). The raw
+  labels are gone there, so Cityscapes train ids can only come from level3 classes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
 
-from cvexp.data.labels import IDD_LEVEL3_CLASSES, IDD_NAME_TO_LEVEL3, IGNORE_INDEX
-from cvexp.data.seg_files import SegSample, write_png_atomic
+from cvexp.data import polygons as P
+from cvexp.data.labels import IDD_LEVEL3_CLASSES, IGNORE_INDEX, idd_name_to
+# the rasteriser lives in polygons.py (shared with Cityscapes); these names stay importable from here
+from cvexp.data.polygons import (POLYGONS_SUFFIX, fill_polygon, load_annotation,  # noqa: F401
+                                 rasterize_polygons, resolve_label)
+from cvexp.data.seg_files import SegSample
 from cvexp.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = ("_leftImg8bit.png", "_leftImg8bit.jpg")
-POLYGONS_SUFFIX = "_gtFine_polygons.json"
 LEVEL3_MASK_SUFFIX = "_gtFine_labellevel3Ids.png"
+CS_TRAIN_ID_MASK_SUFFIX = "_gtFine_labelcsTrainIds.png"
 JPEG_MASK_POLICIES = ("snap", "ignore")
+
+# the encodings masks are made in: AutoNUE's `--id-type`, its file name, the label space of the values
+ENCODINGS: dict[str, P.MaskEncoding] = {
+    "level3Id": P.MaskEncoding("level3Id", idd_name_to("level3Id"), IGNORE_INDEX, LEVEL3_MASK_SUFFIX,
+                               "idd_level3", cache_prefix="idd"),
+    "csTrainId": P.MaskEncoding("csTrainId", idd_name_to("csTrainId"), IGNORE_INDEX, CS_TRAIN_ID_MASK_SUFFIX,
+                                "cityscapes", cache_prefix="idd"),
+}
 
 EXPECTED_LAYOUT = ("<root>/leftImg8bit/<split>/<seq>/<id>_leftImg8bit.png (or .jpg) with "
                    "<root>/gtFine/<split>/<seq>/<id>_gtFine_polygons.json")
@@ -45,101 +56,18 @@ EXPECTED_FLAT_LAYOUT = ("<root>/IDD20K_II/image_archive/image_<n>.jpg with "
                         "<root>/IDD20K_II/mask_archive/mask_<n>.jpg")
 
 
-# ------------------------------------------------------------------------------ rasterisation
-def load_annotation(source: Mapping[str, Any] | str | os.PathLike) -> tuple[dict, str]:
-    """The polygons JSON as a dict, and a name for it in messages."""
-    if isinstance(source, Mapping):
-        return dict(source), "<annotation dict>"
-    path = Path(source)
+def mask_encoding(name: str) -> P.MaskEncoding:
+    """`level3Id` or `csTrainId`."""
     try:
-        return json.loads(path.read_text()), str(path)
-    except FileNotFoundError:
-        raise DataError(f"polygons file {path} does not exist; expected {EXPECTED_LAYOUT}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path} is not a valid polygons JSON ({type(e).__name__}: {e}); "
-                        "re-extract it from the IDD archive or delete the image and JSON") from None
+        return ENCODINGS[name]
+    except KeyError:
+        raise ConfigError(f"unknown IDD mask encoding {name!r}; use one of {', '.join(ENCODINGS)}") from None
 
 
-def fill_polygon(draw: ImageDraw.ImageDraw, polygon: Sequence[Sequence[float]], value) -> None:
-    """The official tool's fill: PIL `ImageDraw.polygon(points, fill=value)` (no outline)."""
-    draw.polygon([(p[0], p[1]) for p in polygon], fill=value)
-
-
-def _image_size(ann: Mapping, where: str) -> tuple[int, int]:
-    try:
-        w, h = int(ann["imgWidth"]), int(ann["imgHeight"])
-    except KeyError as e:
-        raise DataError(f"{where} has no {e.args[0]!r}; an IDD polygons JSON needs imgWidth, imgHeight "
-                        "and objects") from None
-    except (TypeError, ValueError):
-        raise DataError(f"{where}: imgWidth/imgHeight must be integers") from None
-    if w <= 0 or h <= 0:
-        raise DataError(f"{where}: imgWidth/imgHeight must be positive, got {w}x{h}")
-    return w, h
-
-
-def _check_polygon(polygon: Any, where: str, k: int) -> list[tuple[float, float]]:
-    try:
-        _ = [(float(p[0]), float(p[1])) for p in polygon]  # every point has numeric x, y
-        if any(len(p) != 2 for p in polygon):
-            raise ValueError
-    except (TypeError, ValueError, IndexError, KeyError):
-        raise DataError(f"{where}: objects[{k}].polygon must be a list of [x, y] points") from None
-    # keep integer coordinates as integers: the official tool passes the JSON values to PIL as they are
-    return [tuple(p) for p in polygon]
-
-
-def resolve_label(label: str, label_to_id: Mapping[str, int]) -> str | None:
-    """The table key for a polygon label: as is, else without a trailing `group` (as official)."""
-    if label in label_to_id:
-        return label
-    if label.endswith("group") and label[: -len("group")] in label_to_id:
-        return label[: -len("group")]
-    return None
-
-
-def rasterize_polygons(annotation: Mapping[str, Any] | str | os.PathLike,
-                       label_to_id: Mapping[str, int] | None = None, background: int = IGNORE_INDEX,
-                       on_unknown: str = "skip") -> np.ndarray:
-    """(imgHeight, imgWidth) uint8 ids drawn from an IDD/Cityscapes polygons JSON (dict or path).
-
-    As AutoNUE `createLabels` (json2labelImg): start from `background` (255), fill the polygons in
-    file order so later objects overwrite earlier ones, skip objects with `deleted` set and
-    polygons with fewer than 3 points, strip a trailing `group` from unknown labels, and let PIL's
-    fill clip coordinates outside the image. `label_to_id` defaults to the IDD label -> level3 id
-    table (void labels map to 255). Unknown labels are skipped with a warning like the official
-    tool (`on_unknown="skip"`) or raise DataError (`"error"`).
-    """
-    if on_unknown not in ("skip", "error"):
-        raise ValueError(f"on_unknown must be 'skip' or 'error', got {on_unknown!r}")
-    ann, where = load_annotation(annotation)
-    table = IDD_NAME_TO_LEVEL3 if label_to_id is None else label_to_id
-    w, h = _image_size(ann, where)
-    objects = ann.get("objects")
-    if not isinstance(objects, list):
-        raise DataError(f"{where}: 'objects' must be a list of {{label, polygon}}")
-    img = Image.new("L", (w, h), int(background))
-    draw = ImageDraw.Draw(img)
-    for k, obj in enumerate(objects):
-        if not isinstance(obj, Mapping) or "label" not in obj or "polygon" not in obj:
-            raise DataError(f"{where}: objects[{k}] needs 'label' and 'polygon'")
-        if obj.get("deleted"):
-            continue
-        polygon = _check_polygon(obj["polygon"], where, k)
-        if len(polygon) < 3:
-            continue
-        key = resolve_label(str(obj["label"]), table)
-        if key is None:
-            if on_unknown == "error":
-                raise DataError(f"{where}: objects[{k}] has unknown label {obj['label']!r}; "
-                                "fix the label or rasterise with on_unknown='skip'")
-            log.warning("%s: label %r not known; object skipped", where, obj["label"])
-            continue
-        value = int(table[key])
-        if value < 0:  # official: negative ids are not drawn
-            continue
-        fill_polygon(draw, polygon, value)
-    return np.asarray(img, dtype=np.uint8).copy()
+def encoding_for(space: str) -> P.MaskEncoding:
+    """The encoding whose masks serve label space `space`: csTrainId for `cityscapes` (the official
+    protocol), level3Id for the IDD levels (2 and 1 are derived from level3)."""
+    return ENCODINGS["csTrainId"] if space == "cityscapes" else ENCODINGS["level3Id"]
 
 
 # ------------------------------------------------------------------------------ real layout
@@ -159,7 +87,7 @@ def find_idd_root(root: str | os.PathLike) -> Path:
         if sub.is_dir() and _has_layout(sub):
             return sub
     raise DataError(f"no leftImg8bit/ and gtFine/ folders under {root}; expected {EXPECTED_LAYOUT} "
-                    f"(for the flat course variant use data.dataset=idd_flat: {EXPECTED_FLAT_LAYOUT})")
+                    f"(for the flat course variant use data=idd_flat: {EXPECTED_FLAT_LAYOUT})")
 
 
 def image_id(path: Path) -> str:
@@ -170,18 +98,19 @@ def image_id(path: Path) -> str:
     raise ValueError(path)
 
 
-def mask_cache_path(cache_dir: str | os.PathLike, idd_root: Path, polygons: Path) -> Path:
+def mask_cache_path(cache_dir: str | os.PathLike, idd_root: Path, polygons: Path,
+                    encoding: str = "level3Id") -> Path:
     """Where a mask goes when the dataset is read-only: a folder per dataset root, same sub-layout."""
-    key = hashlib.sha1(str(idd_root.resolve()).encode()).hexdigest()[:12]
-    rel = polygons.relative_to(idd_root)
-    return Path(cache_dir) / f"idd_{key}" / rel.parent / (polygons.name[: -len(POLYGONS_SUFFIX)] + LEVEL3_MASK_SUFFIX)
+    return P.mask_cache_path(cache_dir, idd_root, polygons, mask_encoding(encoding))
 
 
-def find_idd_samples(root: str | os.PathLike, split_dir: str,
-                     cache_dir: str | os.PathLike | None = None) -> list[SegSample]:
-    """Image/label pairs of one split folder, sorted. A sample's `mask` is an existing level3 mask
-    (beside the JSON, else in `cache_dir`) or None when it still has to be made from `polygons`.
-    Images without a JSON or mask are skipped with a warning."""
+def find_idd_samples(root: str | os.PathLike, split_dir: str, cache_dir: str | os.PathLike | None = None,
+                     encoding: str = "level3Id") -> list[SegSample]:
+    """Image/label pairs of one split folder, sorted. A sample's `mask` is an existing mask in
+    `encoding` (beside the JSON, else in `cache_dir`) or None when it still has to be made from
+    `polygons`. Without a JSON, an existing level3 mask still serves a `csTrainId` request (mapped
+    from level3, with a warning). Images with neither are skipped with a warning."""
+    enc, level3 = mask_encoding(encoding), ENCODINGS["level3Id"]
     idd_root = find_idd_root(root)
     img_dir = idd_root / "leftImg8bit" / split_dir
     if not img_dir.is_dir():
@@ -189,76 +118,42 @@ def find_idd_samples(root: str | os.PathLike, split_dir: str,
         raise DataError(f"no split folder {img_dir}; found {', '.join(found) or 'none'}. Expected "
                         f"{EXPECTED_LAYOUT}; set data.split_dirs to the folder names")
     images = sorted(p for p in img_dir.rglob("*") if p.is_file() and p.name.endswith(IMAGE_SUFFIXES))
-    samples, unlabelled = [], []
+    samples, unlabelled, from_level3 = [], [], []
     for img in images:
         rel_dir = img.parent.relative_to(img_dir)
         ident = image_id(img)
-        gt_dir = idd_root / "gtFine" / split_dir / rel_dir
-        polygons = gt_dir / f"{ident}{POLYGONS_SUFFIX}"
-        mask = gt_dir / f"{ident}{LEVEL3_MASK_SUFFIX}"
-        if not mask.is_file():
-            cached = mask_cache_path(cache_dir, idd_root, polygons) if cache_dir else None
-            mask = cached if cached is not None and cached.is_file() else None
-        if mask is None and not polygons.is_file():
+        polygons = idd_root / "gtFine" / split_dir / rel_dir / f"{ident}{POLYGONS_SUFFIX}"
+        has_json = polygons.is_file()
+        mask, space = P.find_mask(polygons, idd_root, enc, cache_dir), enc.space
+        if mask is None and not has_json and enc is not level3:
+            mask, space = P.find_mask(polygons, idd_root, level3, cache_dir), level3.space
+            if mask is not None:
+                from_level3.append(img)
+        if mask is None and not has_json:
             unlabelled.append(img)
             continue
         sid = "/".join((split_dir, *rel_dir.parts, ident))
-        samples.append(SegSample(sid, img, mask, "idd_level3", polygons if polygons.is_file() else None))
+        samples.append(SegSample(sid, img, mask, space, polygons if has_json else None))
     if unlabelled:
         log.warning("%d image(s) in %s have no %s; skipped (first: %s)", len(unlabelled), img_dir,
                     POLYGONS_SUFFIX, unlabelled[0])
+    if from_level3:
+        log.warning("%d image(s) in %s have a level3 mask but no %s: their %s masks are mapped from "
+                    "level3 classes, not drawn from the raw labels as the official protocol does (first: %s)",
+                    len(from_level3), img_dir, POLYGONS_SUFFIX, enc.name, from_level3[0])
     if not samples:
         raise DataError(f"no image/label pairs in {img_dir} ({len(images)} image(s), none with a "
                         f"polygons JSON or level3 mask); expected {EXPECTED_LAYOUT}")
     return samples
 
 
-def make_level3_mask(sample: SegSample, idd_root: Path, cache_dir: str | os.PathLike | None = None) -> SegSample:
-    """Rasterise `sample.polygons` once and write `<id>_gtFine_labellevel3Ids.png` beside it
-    (atomically), or under `cache_dir` if the dataset folder is read-only."""
-    if sample.mask is not None:
-        return sample
-    assert sample.polygons is not None
-    mask = rasterize_polygons(sample.polygons)
-    beside = sample.polygons.with_name(sample.polygons.name[: -len(POLYGONS_SUFFIX)] + LEVEL3_MASK_SUFFIX)
-    if os.access(beside.parent, os.W_OK):
-        try:
-            return sample.with_mask(write_png_atomic(beside, mask))
-        except OSError:
-            pass
-    if cache_dir is None:
-        raise DataError(f"cannot write {beside} (read-only dataset) and no cache folder is set; "
-                        "set data.mask_cache_dir=PATH")
-    target = mask_cache_path(cache_dir, idd_root, sample.polygons)
-    try:
-        return sample.with_mask(write_png_atomic(target, mask))
-    except OSError as e:
-        raise DataError(f"cannot write mask {target} ({e}); set data.mask_cache_dir to a writable folder") from None
-
-
-def _make_one(args) -> SegSample:
-    return make_level3_mask(*args)
-
-
 def ensure_masks(samples: Sequence[SegSample], root: str | os.PathLike,
-                 cache_dir: str | os.PathLike | None = None, workers: int = 0) -> list[SegSample]:
-    """Every sample with its level3 mask on disk; the missing ones are made (in `workers` processes
-    when there are many)."""
-    idd_root = find_idd_root(root)
-    todo = [i for i, s in enumerate(samples) if s.mask is None]
-    out = list(samples)
-    if not todo:
-        return out
-    log.info("rasterising %d IDD mask(s) from polygons (once; cached as *%s)", len(todo), LEVEL3_MASK_SUFFIX)
-    jobs = [(samples[i], idd_root, cache_dir) for i in todo]
-    if workers > 1 and len(todo) >= 64:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            made = list(pool.map(_make_one, jobs, chunksize=16))
-    else:
-        made = [_make_one(j) for j in jobs]
-    for i, s in zip(todo, made):
-        out[i] = s
-    return out
+                 cache_dir: str | os.PathLike | None = None, workers: int = 0,
+                 encoding: str = "level3Id") -> list[SegSample]:
+    """Every sample with its mask on disk; the missing ones are rasterised in `encoding` from
+    their polygons (in `workers` processes when there are many) and cached."""
+    return P.ensure_masks(samples, find_idd_root(root), mask_encoding(encoding), cache_dir, workers,
+                          what="IDD mask")
 
 
 # ------------------------------------------------------------------------------ flat variant
@@ -277,7 +172,7 @@ def find_idd_flat_root(root: str | os.PathLike) -> Path:
         if (d / "image_archive").is_dir() and (d / "mask_archive").is_dir():
             return d
     raise DataError(f"no image_archive/ and mask_archive/ folders under {root}; expected "
-                    f"{EXPECTED_FLAT_LAYOUT} (for the real layout use data.dataset=idd)")
+                    f"{EXPECTED_FLAT_LAYOUT} (for the real layout use data=idd)")
 
 
 def find_idd_flat_samples(root: str | os.PathLike) -> list[SegSample]:

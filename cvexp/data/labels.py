@@ -114,65 +114,90 @@ CITYSCAPES_ID_TO_TRAIN_ID: dict[int, int] = {
 
 @dataclass(frozen=True)
 class IddLabel:
-    """One raw polygon label of IDD (AutoNUE `anue_labels.py`) and where it lands in each level."""
+    """One raw polygon label of IDD: a row of AutoNUE's table (public-code `helpers/anue_labels.py`),
+    with the columns the mask encodings of its `createLabels --id-type` read."""
 
     name: str  # the `label` string in *_gtFine_polygons.json
-    id: int  # level-4 raw id
-    cs_id: int  # the Cityscapes label id it corresponds to (255 = none)
-    level3_id: int  # 26 classes (the benchmark), 255 = void
-    level2_id: int  # 16 classes
-    level1_id: int  # 7 classes
+    id: int  # `id`: the raw label id (0..39)
+    cs_id: int  # `csId`: the Cityscapes label id it corresponds to (255 = none)
+    cs_train_id: int  # `csTrainId`: the Cityscapes train id it is scored as (255 = void)
+    level3_id: int  # `level3Id`: 26 classes (the benchmark), 255 = void
+    level2_id: int  # `level2Id`: 16 classes
+    level1_id: int  # `level1Id`: 7 classes
+    color: Color  # `color`
 
 
-def _idd(name, id_, cs_id, l3, l2, l1):
-    return IddLabel(name, id_, cs_id, l3, l2, l1)
+def _idd(name, id_, cs_id, cs_train_id, l3, l2, l1, color):
+    return IddLabel(name, id_, cs_id, cs_train_id, l3, l2, l1, color)
 
 
+# Every value as in anue_labels.py, but `vehicle fallback`'s csId, which the official table has as
+# 355 (an 8-bit mask cannot hold it; every other label without a Cityscapes counterpart has 255).
 IDD_LABELS: tuple[IddLabel, ...] = (
-    _idd("road", 0, 7, 0, 0, 0),
-    _idd("parking", 1, 9, 1, 1, 0),
-    _idd("drivable fallback", 2, 255, 1, 1, 0),
-    _idd("sidewalk", 3, 8, 2, 2, 1),
-    _idd("rail track", 4, 10, 3, 3, 1),
-    _idd("non-drivable fallback", 5, 255, 3, 3, 1),
-    _idd("person", 6, 24, 4, 4, 2),
-    _idd("animal", 7, 255, 4, 4, 2),
-    _idd("rider", 8, 25, 5, 5, 2),
-    _idd("motorcycle", 9, 32, 6, 6, 3),
-    _idd("bicycle", 10, 33, 7, 6, 3),
-    _idd("autorickshaw", 11, 255, 8, 7, 3),
-    _idd("car", 12, 26, 9, 7, 3),
-    _idd("truck", 13, 27, 10, 8, 3),
-    _idd("bus", 14, 28, 11, 8, 3),
-    _idd("caravan", 15, 29, 12, 8, 3),
-    _idd("trailer", 16, 30, 12, 8, 3),
-    _idd("train", 17, 31, 12, 8, 3),
-    _idd("vehicle fallback", 18, 255, 12, 8, 3),
-    _idd("curb", 19, 255, 13, 9, 4),
-    _idd("wall", 20, 12, 14, 9, 4),
-    _idd("fence", 21, 13, 15, 10, 4),
-    _idd("guard rail", 22, 14, 16, 10, 4),
-    _idd("billboard", 23, 255, 17, 11, 4),
-    _idd("traffic sign", 24, 20, 18, 11, 4),
-    _idd("traffic light", 25, 19, 19, 11, 4),
-    _idd("pole", 26, 17, 20, 12, 4),
-    _idd("polegroup", 27, 18, 20, 12, 4),
-    _idd("obs-str-bar-fallback", 28, 255, 21, 12, 4),
-    _idd("building", 29, 11, 22, 13, 5),
-    _idd("bridge", 30, 15, 23, 13, 5),
-    _idd("tunnel", 31, 16, 23, 13, 5),
-    _idd("vegetation", 32, 21, 24, 14, 5),
-    _idd("sky", 33, 23, 25, 15, 6),
-    _idd("fallback background", 34, 255, 25, 15, 6),
-    _idd("unlabeled", 35, 0, 255, 255, 255),
-    _idd("ego vehicle", 36, 1, 255, 255, 255),
-    _idd("rectification border", 37, 2, 255, 255, 255),
-    _idd("out of roi", 38, 3, 255, 255, 255),
-    _idd("license plate", 39, 255, 255, 255, 255),
+    #     name                      id  csId csTrainId l3   l2   l1   color
+    _idd("road",                    0,   7,    0,    0,   0,   0,  (128, 64, 128)),
+    _idd("parking",                 1,   9,  255,    1,   1,   0,  (250, 170, 160)),
+    _idd("drivable fallback",       2, 255,  255,    1,   1,   0,  (81, 0, 81)),
+    _idd("sidewalk",                3,   8,    1,    2,   2,   1,  (244, 35, 232)),
+    _idd("rail track",              4,  10,  255,    3,   3,   1,  (230, 150, 140)),
+    _idd("non-drivable fallback",   5, 255,    9,    3,   3,   1,  (152, 251, 152)),
+    _idd("person",                  6,  24,   11,    4,   4,   2,  (220, 20, 60)),
+    _idd("animal",                  7, 255,  255,    4,   4,   2,  (246, 198, 145)),
+    _idd("rider",                   8,  25,   12,    5,   5,   2,  (255, 0, 0)),
+    _idd("motorcycle",              9,  32,   17,    6,   6,   3,  (0, 0, 230)),
+    _idd("bicycle",                10,  33,   18,    7,   6,   3,  (119, 11, 32)),
+    _idd("autorickshaw",           11, 255,  255,    8,   7,   3,  (255, 204, 54)),
+    _idd("car",                    12,  26,   13,    9,   7,   3,  (0, 0, 142)),
+    _idd("truck",                  13,  27,   14,   10,   8,   3,  (0, 0, 70)),
+    _idd("bus",                    14,  28,   15,   11,   8,   3,  (0, 60, 100)),
+    _idd("caravan",                15,  29,  255,   12,   8,   3,  (0, 0, 90)),
+    _idd("trailer",                16,  30,  255,   12,   8,   3,  (0, 0, 110)),
+    _idd("train",                  17,  31,   16,   12,   8,   3,  (0, 80, 100)),
+    _idd("vehicle fallback",       18, 255,  255,   12,   8,   3,  (136, 143, 153)),
+    _idd("curb",                   19, 255,  255,   13,   9,   4,  (220, 190, 40)),
+    _idd("wall",                   20,  12,    3,   14,   9,   4,  (102, 102, 156)),
+    _idd("fence",                  21,  13,    4,   15,  10,   4,  (190, 153, 153)),
+    _idd("guard rail",             22,  14,  255,   16,  10,   4,  (180, 165, 180)),
+    _idd("billboard",              23, 255,  255,   17,  11,   4,  (174, 64, 67)),
+    _idd("traffic sign",           24,  20,    7,   18,  11,   4,  (220, 220, 0)),
+    _idd("traffic light",          25,  19,    6,   19,  11,   4,  (250, 170, 30)),
+    _idd("pole",                   26,  17,    5,   20,  12,   4,  (153, 153, 153)),
+    _idd("polegroup",              27,  18,  255,   20,  12,   4,  (153, 153, 153)),
+    _idd("obs-str-bar-fallback",   28, 255,  255,   21,  12,   4,  (169, 187, 214)),
+    _idd("building",               29,  11,    2,   22,  13,   5,  (70, 70, 70)),
+    _idd("bridge",                 30,  15,  255,   23,  13,   5,  (150, 100, 100)),
+    _idd("tunnel",                 31,  16,  255,   23,  13,   5,  (150, 120, 90)),
+    _idd("vegetation",             32,  21,    8,   24,  14,   5,  (107, 142, 35)),
+    _idd("sky",                    33,  23,   10,   25,  15,   6,  (70, 130, 180)),
+    _idd("fallback background",    34, 255,  255,   25,  15,   6,  (169, 187, 214)),
+    _idd("unlabeled",              35,   0,  255,  255, 255, 255,  (0, 0, 0)),
+    _idd("ego vehicle",            36,   1,  255,  255, 255, 255,  (0, 0, 0)),
+    _idd("rectification border",   37,   2,  255,  255, 255, 255,  (0, 0, 0)),
+    _idd("out of roi",             38,   3,  255,  255, 255, 255,  (0, 0, 0)),
+    _idd("license plate",          39, 255,  255,  255, 255, 255,  (0, 0, 142)),
 )
-# polygon `label` -> level3 id, as the official createLabels tool encodes it (255 = void)
-IDD_NAME_TO_LEVEL3: dict[str, int] = {lb.name: lb.level3_id for lb in IDD_LABELS}
+# the official encodings (createLabels `--id-type`) -> the table column they read
+IDD_ENCODING_COLUMNS: dict[str, str] = {
+    "id": "id", "csId": "cs_id", "csTrainId": "cs_train_id",
+    "level3Id": "level3_id", "level2Id": "level2_id", "level1Id": "level1_id",
+}
 
+
+def idd_name_to(encoding: str) -> dict[str, int]:
+    """Polygon `label` -> the id it is drawn with in one official encoding (`level3Id`, `csTrainId`, ...)."""
+    try:
+        column = IDD_ENCODING_COLUMNS[encoding]
+    except KeyError:
+        raise ConfigError(f"unknown IDD mask encoding {encoding!r}; use one of "
+                          f"{', '.join(IDD_ENCODING_COLUMNS)}") from None
+    return {lb.name: getattr(lb, column) for lb in IDD_LABELS}
+
+
+# polygon `label` -> level3 id / Cityscapes train id, as the official createLabels tool encodes them
+IDD_NAME_TO_LEVEL3: dict[str, int] = idd_name_to("level3Id")
+IDD_NAME_TO_CS_TRAIN_ID: dict[str, int] = idd_name_to("csTrainId")
+
+# class names as in AutoNUE evaluation/evaluate_mIoU.py (each level3 class is named after one raw label)
 IDD_LEVEL3_CLASSES: tuple[str, ...] = (
     "road", "drivable fallback", "sidewalk", "non-drivable fallback", "person", "rider", "motorcycle",
     "bicycle", "autorickshaw", "car", "truck", "bus", "vehicle fallback", "curb", "wall", "fence",
@@ -187,61 +212,37 @@ IDD_LEVEL2_CLASSES: tuple[str, ...] = (
 IDD_LEVEL1_CLASSES: tuple[str, ...] = (
     "drivable", "non-drivable", "living-things", "vehicles", "road-side-objs", "far-objects", "sky",
 )
+
+
+def _first_row(column: str, value: int) -> IddLabel:
+    """The first raw label (in table order) with `column == value`."""
+    return next(lb for lb in IDD_LABELS if getattr(lb, column) == value)
+
+
 # the hierarchy: IDD_LEVEL3_TO_LEVEL2[level3 id] = level2 id, IDD_LEVEL2_TO_LEVEL1[level2 id] = level1 id
+# (every raw label of a level3 class has the same level2 id, and so on: tests check it)
 IDD_LEVEL3_TO_LEVEL2: tuple[int, ...] = tuple(
-    next(lb.level2_id for lb in IDD_LABELS if lb.level3_id == i) for i in range(len(IDD_LEVEL3_CLASSES)))
+    _first_row("level3_id", i).level2_id for i in range(len(IDD_LEVEL3_CLASSES)))
 IDD_LEVEL2_TO_LEVEL1: tuple[int, ...] = tuple(
-    next(lb.level1_id for lb in IDD_LABELS if lb.level2_id == i) for i in range(len(IDD_LEVEL2_CLASSES)))
+    _first_row("level2_id", i).level1_id for i in range(len(IDD_LEVEL2_CLASSES)))
 
-# IDD level3 id -> Cityscapes train id; every level3 id not listed -> 255. Terrain (9) and train (16)
-# have no faithful level3 source, so a Cityscapes model's terrain/train predictions count as errors.
+# IDD level3 id -> Cityscapes train id, for masks that are already level3 (the flat course variant)
+# and for a level3 model's predictions: each level3 class takes the csTrainId of the raw label it is
+# named after; level3 ids not listed -> 255. Approximate by nature: the official protocol draws
+# csTrainId masks from the raw labels, which level3 has merged (rail track, animal, train, polegroup
+# and fallback background are scored differently there; see docs/segmentation_protocol.md).
 IDD_LEVEL3_TO_CITYSCAPES: dict[int, int] = {
-    0: 0,  # road
-    2: 1,  # sidewalk
-    22: 2,  # building
-    14: 3,  # wall
-    15: 4,  # fence
-    20: 5,  # pole
-    19: 6,  # traffic light
-    18: 7,  # traffic sign
-    24: 8,  # vegetation
-    25: 10,  # sky
-    4: 11,  # person
-    5: 12,  # rider
-    9: 13,  # car
-    10: 14,  # truck
-    11: 15,  # bus
-    6: 17,  # motorcycle
-    7: 18,  # bicycle
-}
+    i: IDD_NAME_TO_CS_TRAIN_ID[name] for i, name in enumerate(IDD_LEVEL3_CLASSES)
+    if IDD_NAME_TO_CS_TRAIN_ID[name] != IGNORE_INDEX}
 
-_CS_COLOR = dict(zip(CITYSCAPES_TRAIN_CLASSES, CITYSCAPES_PALETTE))
-# Classes with a Cityscapes counterpart keep its colour; the rest keep the official IDD level3
-# colours, none of which is a Cityscapes train-class colour.
-_IDD_OWN_COLORS: dict[str, Color] = {
-    "drivable fallback": (250, 170, 160),
-    "non-drivable fallback": (230, 150, 140),
-    "autorickshaw": (255, 204, 54),
-    "vehicle fallback": (0, 0, 90),
-    "curb": (220, 190, 40),
-    "guard rail": (180, 165, 180),
-    "billboard": (174, 64, 67),
-    "obs-str-bar-fallback": (169, 187, 214),
-    "bridge": (150, 100, 100),
-}
+# palettes: each class has the colour of its first raw label in the table (so classes with a
+# Cityscapes counterpart have the Cityscapes colour)
 IDD_LEVEL3_PALETTE: tuple[Color, ...] = tuple(
-    _CS_COLOR[CITYSCAPES_TRAIN_CLASSES[IDD_LEVEL3_TO_CITYSCAPES[i]]] if i in IDD_LEVEL3_TO_CITYSCAPES
-    else _IDD_OWN_COLORS[n] for i, n in enumerate(IDD_LEVEL3_CLASSES))
-# official AutoNUE level2/level1 colours
-IDD_LEVEL2_PALETTE: tuple[Color, ...] = (
-    (128, 64, 128), (250, 170, 160), (244, 35, 232), (230, 150, 140), (220, 20, 60), (255, 0, 0),
-    (0, 0, 230), (255, 204, 54), (0, 0, 70), (220, 190, 40), (190, 153, 153), (174, 64, 67),
-    (153, 153, 153), (70, 70, 70), (107, 142, 35), (70, 130, 180),
-)
-IDD_LEVEL1_PALETTE: tuple[Color, ...] = (
-    (128, 64, 128), (244, 35, 232), (220, 20, 60), (0, 0, 230), (220, 190, 40), (70, 70, 70),
-    (70, 130, 180),
-)
+    _first_row("level3_id", i).color for i in range(len(IDD_LEVEL3_CLASSES)))
+IDD_LEVEL2_PALETTE: tuple[Color, ...] = tuple(
+    _first_row("level2_id", i).color for i in range(len(IDD_LEVEL2_CLASSES)))
+IDD_LEVEL1_PALETTE: tuple[Color, ...] = tuple(
+    _first_row("level1_id", i).color for i in range(len(IDD_LEVEL1_CLASSES)))
 
 
 @dataclass(frozen=True)
@@ -302,21 +303,29 @@ def _identity(n: int) -> np.ndarray:
     return lookup_table(range(n))
 
 
+def _inverse(mapping: Mapping[int, int]) -> dict[int, int]:
+    inverse = {v: k for k, v in mapping.items()}
+    if len(inverse) != len(mapping):
+        raise AssertionError("mapping is not one-to-one; it has no inverse")
+    return inverse
+
+
 @lru_cache(maxsize=1)
 def _mappings() -> dict[tuple[str, str], np.ndarray]:
     l3_l2 = lookup_table(IDD_LEVEL3_TO_LEVEL2)
     l2_l1 = lookup_table(IDD_LEVEL2_TO_LEVEL1)
     l3_cs = lookup_table(IDD_LEVEL3_TO_CITYSCAPES)
+    # the inverse is exact: no two level3 classes share a Cityscapes train id (checked)
+    cs_l3 = lookup_table(_inverse(IDD_LEVEL3_TO_CITYSCAPES))
+    cs_ids = lookup_table(CITYSCAPES_ID_TO_TRAIN_ID)
     return {
         ("idd_level3", "cityscapes"): l3_cs,
-        # the inverse is exact: no two level3 classes share a Cityscapes train id
-        ("cityscapes", "idd_level3"): lookup_table({v: k for k, v in IDD_LEVEL3_TO_CITYSCAPES.items()}),
+        ("cityscapes", "idd_level3"): cs_l3,
         ("idd_level3", "idd_level2"): l3_l2,
         ("idd_level3", "idd_level1"): l2_l1[l3_l2],
         ("idd_level2", "idd_level1"): l2_l1,
-        ("cityscapes_ids", "cityscapes"): lookup_table(CITYSCAPES_ID_TO_TRAIN_ID),
-        ("cityscapes_ids", "idd_level3"): lookup_table({v: k for k, v in IDD_LEVEL3_TO_CITYSCAPES.items()})[
-            lookup_table(CITYSCAPES_ID_TO_TRAIN_ID)],
+        ("cityscapes_ids", "cityscapes"): cs_ids,
+        ("cityscapes_ids", "idd_level3"): cs_l3[cs_ids],
     }
 
 
