@@ -31,22 +31,12 @@ from types import SimpleNamespace
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from cvexp import runs
+from cvexp.engine import build, entry, results, rundir
 from cvexp.errors import ConfigError
 
 log = logging.getLogger("cvexp.analyze")
 
 ANALYSES = ("tsne", "misclassified")
-
-
-def checkpoint_file(path: str) -> str:
-    """A run directory stands for its checkpoints/best.ckpt."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        for name in ("best.ckpt", "last.ckpt"):
-            if (p / "checkpoints" / name).is_file():
-                return str(p / "checkpoints" / name)
-    return str(p)
 
 
 def model_name(model_cfg: DictConfig | dict) -> str:
@@ -59,40 +49,29 @@ def prepare(cfg: DictConfig):
     and cfg.model filled in."""
     user_data = cfg.get("data")
     if cfg.get("ckpt_path"):
-        from cvexp.eval import build_from_checkpoint, check_compatible, load_checkpoint
+        from cvexp.checkpoint import checkpoint_file, load_run_checkpoint
 
-        path = checkpoint_file(cfg.ckpt_path)
-        ckpt = load_checkpoint(path)
-        module, train_cfg = build_from_checkpoint(ckpt, path)
-        if getattr(module, "task", None) != "classification":
-            raise ConfigError(f"{path} is a {getattr(module, 'task', '?')} checkpoint; cvexp.analyze "
-                              "analyses classification checkpoints")
+        path = str(checkpoint_file(cfg.ckpt_path))
+        module, train_cfg = build.build_from_checkpoint(load_run_checkpoint(path), path)
+        if module.task != "classification":
+            raise ConfigError(f"{path} is a {module.task} checkpoint; cvexp.analyze analyses classification "
+                              "checkpoints")
+        build.merge_checkpoint_data(cfg, train_cfg)
         with open_dict(cfg):
-            if user_data is not None and "_target_" in user_data:
-                data = user_data
-            else:  # the checkpoint's data, with any partial override (+data.batch_size=...) on top
-                data = OmegaConf.merge(train_cfg.data, user_data) if user_data is not None else train_cfg.data
-            cfg.data = data
-            for k in ("image_size", "mean", "std"):  # the model's input convention
-                if k in train_cfg.data:
-                    cfg.data[k] = train_cfg.data[k]
-            if cfg.get("aug") is None:
-                cfg.aug = {"eval": train_cfg.aug.eval} if train_cfg.get("aug") else None
-            cfg.model = train_cfg.model
             cfg.ckpt_path = path
         title = cfg.get("title") or f"{model_name(train_cfg.model)}, trained ({Path(path).name})"
-        return module.net, list(module.class_names), title, True, module, check_compatible
+        return module.net, list(module.class_names), title, True, module
     if cfg.get("model") is None or "_target_" not in cfg.model:
         raise ConfigError("pass ckpt_path=<run dir>/checkpoints/best.ckpt, or model=... and data=... to "
                           "analyse a model as built (e.g. model=resnet18 data=demo_wildlife)")
     if user_data is None or "_target_" not in user_data:
         raise ConfigError("without a checkpoint the data is not known: add data=demo_wildlife or data=wildlife")
-    runs.resolve_inputs(cfg)
+    build.resolve_inputs(cfg)
     net = instantiate(cfg.model)
     pretrained = bool(cfg.model.get("weights") or cfg.model.get("pretrained"))
     how = "pretrained, before fine-tuning" if pretrained else "random init, untrained"
     title = cfg.get("title") or f"{model_name(cfg.model)}, {how}"
-    return net, None, title, False, None, None
+    return net, None, title, False, None
 
 
 def analyze(cfg: DictConfig) -> dict[str, float]:
@@ -103,21 +82,21 @@ def analyze(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     seed = int(cfg.get("seed") or 0)
-    out = runs.output_dir(cfg)
+    out = entry.output_dir(cfg)
     acfg = cfg.analysis
     wanted = [a for a in acfg.get("run", ANALYSES)]
     unknown = [a for a in wanted if a not in ANALYSES]
     if unknown:
         raise ConfigError(f"analysis.run has unknown analyses {unknown}; choose from {list(ANALYSES)}")
-    net, class_names, title, from_ckpt, module, check = prepare(cfg)
+    net, class_names, title, from_ckpt, module = prepare(cfg)
     with open_dict(cfg):
         cfg.data.output_dir = str(out)
-    dm = runs.build_datamodule(cfg)
+    dm = build.build_datamodule(cfg)
     dm.setup("fit")
     if from_ckpt:
-        check(module, dm, cfg.ckpt_path)
+        module.check_compatible(dm, cfg.ckpt_path)
     class_names = class_names or list(dm.class_names)
-    OmegaConf.save(runs.resolved_container(cfg), out / "config.yaml")
+    OmegaConf.save(build.resolved_container(cfg), out / "config.yaml")
 
     if "misclassified" in wanted and not from_ckpt:
         log.warning("no checkpoint: the model's head is untrained, so its predictions mean nothing; "
@@ -156,7 +135,7 @@ def analyze(cfg: DictConfig) -> dict[str, float]:
         files.update(mfiles)
         summary.update(msum)
     summary["files"] = {k: str(v.name) for k, v in files.items()}
-    runs.write_json(out / "analysis.json", summary)
+    rundir.write_json(out / "analysis.json", summary)
     log_to_loggers(cfg, files, summary)
     print_summary(out, summary)
     return {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -164,12 +143,12 @@ def analyze(cfg: DictConfig) -> dict[str, float]:
 
 def log_to_loggers(cfg: DictConfig, files: dict[str, Path], summary: dict) -> None:
     """PNGs as images and the numbers as metrics, to the configured loggers (W&B, TensorBoard)."""
-    loggers = runs.build_dict(cfg.get("logger"))
+    loggers = build.build_dict(cfg.get("logger"))
     if not loggers:
         return
     holder = SimpleNamespace(loggers=loggers)
-    runs.log_config(holder, runs.resolved_container(cfg))
-    runs.log_images(holder, {f"analysis/{k}": v for k, v in files.items() if str(v).endswith(".png")})
+    results.log_config(holder, build.resolved_container(cfg))
+    results.log_images(holder, {f"analysis/{k}": v for k, v in files.items() if str(v).endswith(".png")})
     numbers = {f"analysis/{k}": float(v) for k, v in summary.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     for lg in loggers:
@@ -199,7 +178,7 @@ def print_summary(out: Path, summary: dict) -> None:
     console.print(f"run directory: {out.resolve()}")
 
 
-main = runs.entry_point(analyze, "analyze")
+main = entry.entry_point(analyze, "analyze")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
 from cvexp import metric_names as M
-from cvexp import runs
+from cvexp.engine import entry
 from cvexp.config import config_dir
 from cvexp.errors import ConfigError
 
@@ -48,14 +48,15 @@ def evaluate_grid(ckpt_paths: Sequence[str], datasets: Sequence[str], space: str
                   parent: DictConfig, overrides: Sequence[str] = ()) -> list[dict]:
     """One eval run per (checkpoint, dataset) under `out`; returns the table rows. `overrides`
     go to every evaluation's config (e.g. `data.batch_size=2`)."""
-    from cvexp.eval import evaluate, load_checkpoint
+    from cvexp.checkpoint import load_run_checkpoint
+    from cvexp.eval import evaluate
 
     if not ckpt_paths or not datasets:
         raise ConfigError("cross evaluation needs ckpts=[...] and datasets=[...] (data config names, e.g. demo_idd)")
     out.mkdir(parents=True, exist_ok=True)
     rows, per_class = [], {}
     for path in ckpt_paths:
-        ckpt = load_checkpoint(path)
+        ckpt = load_run_checkpoint(path)
         label = checkpoint_label(ckpt, path)
         task = ckpt["cvexp"].get("task", "classification")
         headline = M.name(M.TEST, M.MIOU if task == "segmentation" else M.ACC)
@@ -130,13 +131,13 @@ def _plot_per_class(per_class: dict, out: Path) -> None:
 
 
 def cross_eval(cfg: DictConfig) -> dict[str, float]:
-    rows = evaluate_grid(list(cfg.ckpts), list(cfg.datasets), cfg.get("space"), runs.output_dir(cfg), cfg,
+    rows = evaluate_grid(list(cfg.ckpts), list(cfg.datasets), cfg.get("space"), entry.output_dir(cfg), cfg,
                          overrides=list(cfg.get("overrides") or []))
-    print((runs.output_dir(cfg) / "cross_dataset.md").read_text())
+    print((entry.output_dir(cfg) / "cross_dataset.md").read_text())
     return {f"{r['checkpoint']}->{r['evaluated_on']}": r["value"] for r in rows}
 
 
-main = runs.entry_point(cross_eval, "cross_eval")
+main = entry.entry_point(cross_eval, "cross_eval")
 
 
 if __name__ == "__main__":

@@ -19,3 +19,7 @@ class ConfigError(CvexpError):
 
 class RunDirError(CvexpError):
     """Refusal to write into a finished run's directory."""
+
+
+class DivergenceError(CvexpError):
+    """Training produced a non-finite loss; the run stops and keeps its earlier checkpoints."""

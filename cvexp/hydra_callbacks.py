@@ -1,5 +1,9 @@
 """Hydra callbacks (registered in conf/hydra/default.yaml under `hydra.callbacks`).
 
+`RunDirGuard` runs before Hydra writes anything into a run or sweep directory: a directory that
+holds a finished run (single runs) or an earlier sweep (multiruns), or that cannot be created or
+written, is refused with one line and exit code 2, so nothing of a finished run is overwritten.
+
 `SweepReport` writes the sweep report (report.md, report.csv, report.png; cvexp.analysis.report)
 into the multirun directory when a sweep ends, then, if any job failed, logs which ones and why
 and makes the process exit with code 1, after the report is written. `python -m cvexp.report DIR`
@@ -91,3 +95,36 @@ class SweepReport(Callback):
             os.environ.pop(GROUP_ENV, None)
         else:
             os.environ[GROUP_ENV] = self._old_group
+
+
+def _refuse(msg: str) -> None:
+    import sys
+
+    print(f"error: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+class RunDirGuard(Callback):
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from cvexp.engine import rundir
+        from cvexp.errors import CvexpError
+
+        try:
+            run_dir = Path(str(config.hydra.run.dir))
+            rundir.check_writable_dir(run_dir, "hydra.run.dir")
+            rundir.refuse_finished_run_dir(run_dir)
+        except CvexpError as e:
+            _refuse(str(e))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from cvexp.engine import rundir
+        from cvexp.errors import CvexpError
+
+        sweep_dir = sweep_dir_of(config)
+        if sweep_dir is None:
+            return
+        try:
+            rundir.check_writable_dir(sweep_dir, "hydra.sweep.dir")
+            rundir.refuse_used_sweep_dir(sweep_dir)
+        except CvexpError as e:
+            _refuse(str(e))

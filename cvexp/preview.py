@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from cvexp import runs
+from cvexp.engine import build, entry
 from cvexp.errors import ConfigError
 
 log = logging.getLogger("cvexp.preview")
@@ -105,20 +105,20 @@ def aug_name(cfg: DictConfig) -> str:
 
 
 def preview(cfg: DictConfig) -> dict:
-    out = runs.output_dir(cfg)
+    out = entry.output_dir(cfg)
     if not cfg.get("aug") or "train" not in cfg.aug:
         raise ConfigError("nothing to preview: choose an augmentation, e.g. aug=strong")
     if int(cfg.n_images) < 1 or int(cfg.n_samples) < 1:
         raise ConfigError(f"n_images and n_samples must be >= 1, got {cfg.n_images} and {cfg.n_samples}")
-    runs.resolve_inputs(cfg)
-    dm = runs.build_datamodule(cfg)
+    build.resolve_inputs(cfg)
+    dm = build.build_datamodule(cfg)
     dm.setup()
     seed = int(cfg.get("seed") or 0)
     ds = dm.dataset(cfg.split, augment=False)
     idx = pick_sources(ds.labels, int(cfg.n_images), seed)
     samples = augment_samples(dm, cfg.split, idx, int(cfg.n_samples), seed)
     name = aug_name(cfg)
-    OmegaConf.save(runs.resolved_container(cfg), out / "config.yaml")
+    OmegaConf.save(build.resolved_container(cfg), out / "config.yaml")
     png = plot_grid(samples, out / GRID_FILE,
                     title=f"aug={name}: eval view, then {cfg.n_samples} train-pipeline samples "
                           f"({dm.image_size}px)")
@@ -127,7 +127,7 @@ def preview(cfg: DictConfig) -> dict:
     return {}
 
 
-main = runs.entry_point(preview, "preview")
+main = entry.entry_point(preview, "preview")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     python -m cvexp                                   # demo data, from-scratch CNN
     python -m cvexp model=resnet18 aug=strong
     python -m cvexp -m model=convnet,resnet18         # a sweep, one job each
+    python -m cvexp resume=outputs/train/runs/<time>  # continue an interrupted run
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import logging
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from cvexp import runs
-from cvexp.callbacks import MetricHistory
+from cvexp import signals
+from cvexp.engine import build, entry, resume, results
+from cvexp.errors import CheckpointError
 
 log = logging.getLogger("cvexp.train")
 
@@ -22,45 +24,66 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test the composed run; write its outputs; return the flat metrics."""
     import pytorch_lightning as pl
 
+    from cvexp.callbacks import RunState
+
+    choices = build.hydra_choices()
+    resuming = bool(cfg.get("resume"))
+    if resuming:
+        cfg, info = resume.resumed_config(cfg)
+        choices = info["choices"] or choices
+        log.info("resuming %s after epoch %d", cfg.resume, info["epoch"])
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    out = runs.output_dir(cfg)
-    runs.resolve_inputs(cfg)
-    dm = runs.build_datamodule(cfg)
+    out = entry.output_dir(cfg)
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path:
+        _check_lightning_checkpoint(ckpt_path)
+    build.resolve_inputs(cfg)
+    dm = build.build_datamodule(cfg)
     dm.setup("fit")  # data problems surface now, as one-line errors, before any model is built
-    choices = runs.hydra_choices()
-    runs.check_task_matches_data(cfg.task, dm, choices)
+    build.check_task_matches_data(cfg.task, dm, choices)
     net = instantiate(cfg.model)
-    module = runs.build_task(cfg.task, net=net, optimizer=runs.optional(cfg.get("optimizer")),
-                             scheduler=runs.optional(cfg.get("scheduler")), **runs.task_objects(dm))
-    resolved = runs.resolved_container(cfg)
-    OmegaConf.save(resolved, out / "config.yaml")
+    module = build.build_task(cfg.task, net=net, optimizer=build.optional(cfg.get("optimizer")),
+                              scheduler=build.optional(cfg.get("scheduler")), **build.task_objects(dm))
+    if ckpt_path:
+        _check_weights_fit(module, ckpt_path)
+    resolved = build.resolved_container(cfg)
+    if not resuming:  # a resumed run keeps the config.yaml it started with
+        OmegaConf.save(resolved, out / "config.yaml")
     module.extra_checkpoint.update(config=resolved, choices=choices)
-    history = MetricHistory()
-    trainer = runs.build_trainer(cfg, history)
-    runs.log_config(trainer, resolved)
+    state = RunState(out / "checkpoints")
+    trainer = build.build_trainer(cfg, [state])
+    _remember_wandb_id(trainer, module)
+    results.log_config(trainer, resolved)
 
     if cfg.get("train", True):
-        trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+        with signals.deferred_to(trainer):
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     best = {k: v for k, v in trainer.callback_metrics.items() if k.endswith("_best")}
     if cfg.get("test", True):
-        ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        if not ckpt:
+        best_ckpt = _best_checkpoint(trainer)
+        if not best_ckpt:
             log.warning("no best checkpoint; testing the weights at the end of training")
-        trainer.test(module, datamodule=dm, ckpt_path=ckpt or None)
-    metrics = runs.finite_metrics({**best, **{k: v for k, v in trainer.callback_metrics.items()
-                                              if k.startswith("test/")}})
-    runs.write_run_results(out, module, trainer, metrics, history.history, dm)
+        trainer.test(module, datamodule=dm, ckpt_path=best_ckpt or None)
+    metrics = results.finite_metrics({**best, **{k: v for k, v in trainer.callback_metrics.items()
+                                                 if k.startswith("test/")}})
     cross = cfg.get("cross_eval") or {}
+    results.write_run_results(out, module, trainer, metrics, state.history, dm)
     if cross.get("datasets") and trainer.is_global_zero:
         from cvexp.cross_eval import evaluate_grid
 
-        ckpt = (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else "") or \
-            _save_final(trainer, out)
+        ckpt = _best_checkpoint(trainer) or _save_final(trainer, out)
         evaluate_grid([ckpt], list(cross.datasets), cross.get("space"), out / "cross_dataset", cfg)
         print((out / "cross_dataset" / "cross_dataset.md").read_text())
     log.info("run directory: %s", out)
     return metrics
+
+
+def _best_checkpoint(trainer) -> str:
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    return cb.best_model_path if cb is not None else ""
 
 
 def _save_final(trainer, out) -> str:
@@ -69,8 +92,46 @@ def _save_final(trainer, out) -> str:
     return str(path)
 
 
-main = runs.entry_point(train, "train")
+def _check_lightning_checkpoint(path: str) -> None:
+    """`ckpt_path=` names a readable Lightning checkpoint, checked before any data is read."""
+    from cvexp.checkpoint import read_file
+
+    ckpt = read_file(path, "checkpoint", "ckpt_path= must name a .ckpt written by python -m cvexp")
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "loops" not in ckpt:
+        raise CheckpointError(f"ckpt_path={path} is not a Lightning training checkpoint (no state_dict/loops); "
+                              "to start from plain weights use model.weights=PATH")
+
+
+def _check_weights_fit(module, path: str) -> None:
+    """The checkpoint's tensors have the shapes of this run's model (one line, not Lightning's
+    multi-page load error)."""
+    from cvexp.checkpoint import read_file
+
+    state = read_file(path, "checkpoint")["state_dict"]
+    own = module.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+             if k in own and hasattr(v, "shape") and tuple(v.shape) != tuple(own[k].shape)]
+    missing = [k for k in own if k not in state]
+    if wrong or missing:
+        what = f"{len(wrong)} tensor(s) of another shape (e.g. {wrong[0]})" if wrong else \
+            f"{len(missing)} missing tensor(s) (e.g. {missing[0]})"
+        raise CheckpointError(f"ckpt_path={path} does not fit this run's model: {what}; resume with the "
+                              "config it was trained with (python -m cvexp resume=<its run dir>)")
+
+
+def _remember_wandb_id(trainer, module) -> None:
+    """The W&B run id goes into every checkpoint, so a resumed run logs into the same W&B run."""
+    for lg in trainer.loggers:
+        if type(lg).__name__ == "WandbLogger":
+            try:
+                module.extra_checkpoint["wandb_id"] = lg.version
+            except Exception as e:  # noqa: BLE001 - W&B trouble must not stop training
+                log.warning("could not read the W&B run id (%s); a resumed run will start a new W&B run", e)
+
+
+main = entry.entry_point(train, "train", prepare_argv=resume.prepare_argv)
 
 
 if __name__ == "__main__":
     main()
+

@@ -77,10 +77,10 @@ def predict_split(ckpt, split: str):
     import torch
     from omegaconf import OmegaConf
 
-    from cvexp import runs
-    from cvexp.eval import build_from_checkpoint, load_checkpoint
+    from cvexp.engine import build as runs
+    from cvexp.checkpoint import load_run_checkpoint
 
-    module, train_cfg = build_from_checkpoint(load_checkpoint(str(ckpt)), str(ckpt))
+    module, train_cfg = runs.build_from_checkpoint(load_run_checkpoint(str(ckpt)), str(ckpt))
     cfg = OmegaConf.create({"data": train_cfg.data, "aug": {"eval": train_cfg.aug.eval}})
     cfg.data.output_dir = None
     dm = runs.build_datamodule(cfg)

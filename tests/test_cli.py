@@ -61,7 +61,7 @@ def test_bad_checkpoint_paths(tmp_path):
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"\x00not a checkpoint")
     r = run_cli(["-m", "cvexp.eval", f"ckpt_path={junk}", f"hydra.run.dir={tmp_path / 'b'}"])
-    assert r.returncode == 2 and "cannot load checkpoint" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "cannot read checkpoint" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_missing_mandatory_value_is_one_line(tmp_path):

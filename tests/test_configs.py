@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from cvexp import metric_names as M
-from cvexp import runs
+from cvexp.engine import build as runs
 from cvexp.config import config_dir
 
 CONF = Path(config_dir())
@@ -54,7 +54,7 @@ def test_data_options_instantiate(compose_cfg, option):
 
 @pytest.mark.parametrize("option", options("model"))
 def test_model_options_instantiate(compose_cfg, option):
-    from cvexp.eval import WEIGHT_KEYS
+    from cvexp.engine.build import WEIGHT_KEYS
 
     cfg = compose_cfg("train", [f"model={option}"])
     with open_dict(cfg):

@@ -77,7 +77,7 @@ def test_weights_file_errors(tmp_path, imagenet_file):
         TimmClassifier("resnet18", num_classes=10, weights=str(tmp_path / "missing.pth"))
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match="cannot load weights file"):
+    with pytest.raises(CheckpointError, match="cannot read weights file"):
         TimmClassifier("resnet18", num_classes=10, weights=str(junk))
     other = tmp_path / "resnet34.pth"
     torch.save(timm.create_model("resnet34", pretrained=False).state_dict(), other)

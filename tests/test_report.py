@@ -174,7 +174,7 @@ def test_callback_quiet_when_all_jobs_completed(tmp_path):
 
 
 def test_wandb_group_is_the_sweep(compose_cfg, monkeypatch):
-    from cvexp import runs
+    from cvexp.engine import build as runs
 
     monkeypatch.delenv(GROUP_ENV, raising=False)
     assert runs.resolved_container(compose_cfg("train", ["logger=wandb"]))["logger"]["wandb"]["group"] is None

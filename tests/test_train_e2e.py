@@ -113,7 +113,7 @@ def test_resnet18_from_a_local_weights_file(tmp_path):
 
 
 def test_input_size_comes_from_the_model_when_data_leaves_it_open(compose_cfg):
-    from cvexp import runs
+    from cvexp.engine import build as runs
 
     cfg = compose_cfg("train", ["model=resnet18", "data.image_size=null"])
     runs.resolve_inputs(cfg)

@@ -1,7 +1,7 @@
 """Sweep reports: one row per job of a multirun directory, as Markdown, CSV and a comparison plot.
 
 A Hydra multirun directory holds one numbered folder per job (`0/`, `1/`, ...). Each job folder
-that `cvexp.runs.run_job` wrote has `status.json` (running | completed | failed, error, overrides,
+that `cvexp.engine.entry.run_job` wrote has `status.json` (running | completed | failed, error, overrides,
 wall time), and when the job finished, `metrics.json` (flat test metrics and `<monitor>_best`)
 and `history.csv` (one row per epoch, `train/*` and `val/*` columns). Hydra adds
 `.hydra/overrides.yaml`. Any of these may be missing or half-written (a job killed mid-way,

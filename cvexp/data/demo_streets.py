@@ -436,4 +436,4 @@ def write_demo_streets(root: str | os.PathLike, n_train: int = 40, n_val: int = 
                     img, objs = render_scene(np.random.default_rng([seed, li, si, i]), layout, width, height)
                     writer(tmp / layout, split, i, img, objs)
 
-    return write_once(root, settings, fill)
+    return write_once(root, "demo_streets", settings, fill)

@@ -38,7 +38,7 @@ def write_demo_wildlife(root: str | os.PathLike, n_images: int = 1200, seed: int
                 img = render(cls, np.random.default_rng([seed, label, i]))
                 cv2.imwrite(str(tmp / cls / f"{cls}_{i:04d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
 
-    return write_once(root, {"version": GENERATOR_VERSION, "n_images": n_images, "seed": seed}, fill)
+    return write_once(root, "demo_wildlife", {"version": GENERATOR_VERSION, "n_images": n_images, "seed": seed}, fill)
 
 
 # ------------------------------------------------------------------------------ drawing helpers

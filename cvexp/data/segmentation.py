@@ -13,9 +13,12 @@ Augmentations are albumentations transforms applied JOINTLY to image and mask
 filled with 255 where the config says `fill_mask: 255`), photometric ones touch the image only.
 
 Label spaces (see `labels.py`): the data's own space is `idd_level{label_level}` for IDD and
-`cityscapes` (19 train ids) for Cityscapes. `target_space` maps the masks into another space
-(e.g. IDD level3 -> `cityscapes`) so a model trained in that space is evaluated on this data;
-`class_names`, `num_classes`, `palette` then describe the target space.
+`cityscapes` (19 train ids) for Cityscapes. `target_space` serves the masks in another space so a
+model trained in that space is evaluated on this data; `class_names`, `num_classes`, `palette` then
+describe the target space. IDD in `cityscapes` follows the official protocol: masks drawn from the
+raw polygon labels in AutoNUE's csTrainId encoding, not mapped from level3 (which has merged labels
+the protocol scores apart). Only the flat variant, which has level3 masks and no polygons, maps
+level3 ids (and says so in the log). Other pairs map the stored ids through `labels.get_mapping`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cvexp.data import cityscapes, idd
+from cvexp.data.cache import refuse_demo_root
 from cvexp.data.demo_streets import LAYOUTS as DEMO_LAYOUTS
 from cvexp.data.demo_streets import write_demo_streets
 from cvexp.data.labels import IGNORE_INDEX, LabelSpace, get_mapping, label_space
@@ -122,7 +126,9 @@ class SegmentationDataModule(SplitDataModule):
     configs use; without transforms, a padded random crop of it and a flip for train). The
     real layouts read their train/val folders through `split_dirs` (test defaults to val: test labels
     are not public); the flat variant is split at random with `split` fractions and `split_seed`.
-    IDD masks are made once from the polygons (`mask_cache_dir` when the dataset is read-only).
+    IDD masks (level3, or csTrainId for `target_space=cityscapes`) and the masks of Cityscapes
+    images that have only a polygons JSON are made once from the polygons (`mask_cache_dir` when the
+    dataset is read-only).
     `output_dir/split.csv` lists every sample's split, id, image and mask path.
     """
 
@@ -146,6 +152,16 @@ class SegmentationDataModule(SplitDataModule):
         self.label_space: LabelSpace = label_space(native_space(layout, label_level))
         self.target_space: LabelSpace = label_space(target_space or self.label_space.name)
         self.mapping = get_mapping(self.label_space.name, self.target_space.name)  # checks the pair now
+        # IDD masks are drawn in the encoding the target space needs (csTrainId for cityscapes)
+        self.idd_encoding = idd.encoding_for(self.target_space.name).name
+        if layout == "idd_flat" and self.target_space.name == "cityscapes":
+            log.warning("data=idd_flat with target_space=cityscapes: its masks are level3 ids (no raw polygon "
+                        "labels), so Cityscapes train ids are mapped from level3 classes, not drawn in AutoNUE's "
+                        "csTrainId encoding; rail track, animal, train, polegroup and fallback background are "
+                        "scored differently from the official protocol (data=idd follows it)")
+        elif layout == "idd" and self.target_space.name == "cityscapes":
+            log.info("IDD in Cityscapes train ids: masks drawn from the raw polygon labels in AutoNUE's "
+                     "csTrainId encoding (*%s), the official protocol", idd.CS_TRAIN_ID_MASK_SUFFIX)
         self.image_size = int(image_size) if image_size else None
         self.base_size = int(base_size) if base_size else None
         self.mean = list(mean if mean is not None else IMAGENET_MEAN)
@@ -190,10 +206,19 @@ class SegmentationDataModule(SplitDataModule):
     def ignore_index(self) -> int:
         return IGNORE_INDEX
 
+    def file_spaces(self) -> tuple[str, ...]:
+        """The label spaces this layout's mask files can hold (`SegSample.mask_space`)."""
+        if self.layout == "cityscapes":
+            return ("cityscapes", "cityscapes_ids")
+        if self.layout == "idd":  # the csTrainId (or level3) masks; level3 where there is no JSON
+            return tuple(dict.fromkeys((idd.encoding_for(self.target_space.name).space, "idd_level3")))
+        return ("idd_level3",)
+
     def luts(self) -> dict[str, np.ndarray]:
-        """Stored-id space -> output space tables, for every space this layout's files hold."""
-        file_spaces = ("cityscapes", "cityscapes_ids") if self.layout == "cityscapes" else ("idd_level3",)
-        return {fs: self.mapping[get_mapping(fs, self.label_space.name)] for fs in file_spaces}
+        """Stored-id space -> output space tables, for every space this layout's files hold: the
+        identity for files already in the target space, else through the data's own space."""
+        return {fs: get_mapping(fs, fs) if fs == self.target_space.name
+                else self.mapping[get_mapping(fs, self.label_space.name)] for fs in self.file_spaces()}
 
     # ---------------------------------------------------------------- discovery
     def dataset_root(self) -> Path:
@@ -207,22 +232,23 @@ class SegmentationDataModule(SplitDataModule):
             samples = idd.find_idd_flat_samples(root)
             idx = stratified_split([0] * len(samples), self.split_fractions, self.split_seed)
             return {s: [samples[i] for i in idx[s]] for s in SPLITS}
-        by_dir: dict[str, list[SegSample]] = {}
-        for d in dict.fromkeys(self.split_dirs[s] for s in SPLITS):
-            if self.layout == "cityscapes":
-                by_dir[d] = cityscapes.find_cityscapes_samples(root, d)
-            else:
-                found = idd.find_idd_samples(root, d, self.mask_cache_dir)
-                by_dir[d] = idd.ensure_masks(found, root, self.mask_cache_dir, workers=self.num_workers)
+        by_dir = {d: self._split_samples(root, d) for d in dict.fromkeys(self.split_dirs[s] for s in SPLITS)}
         return {s: by_dir[self.split_dirs[s]] for s in SPLITS}
 
+    def _split_samples(self, root: Path, split_dir: str) -> list[SegSample]:
+        """The samples of one folder of a real layout, every mask made (rasterised once, cached)."""
+        if self.layout == "cityscapes":
+            found = cityscapes.find_cityscapes_samples(root, split_dir, self.mask_cache_dir)
+            return cityscapes.ensure_masks(found, root, self.mask_cache_dir, workers=self.num_workers)
+        found = idd.find_idd_samples(root, split_dir, self.mask_cache_dir, self.idd_encoding)
+        return idd.ensure_masks(found, root, self.mask_cache_dir, self.num_workers, self.idd_encoding)
+
     def prepare_data(self) -> None:
-        """On one process: make any missing IDD masks (setup finds them cached)."""
-        if self.layout == "idd":
+        """On one process: make any missing masks from the polygons (setup finds them cached)."""
+        if self.layout in ("idd", "cityscapes"):
             root = self.dataset_root()
             for d in dict.fromkeys(self.split_dirs[s] for s in SPLITS):
-                idd.ensure_masks(idd.find_idd_samples(root, d, self.mask_cache_dir), root,
-                                 self.mask_cache_dir, workers=self.num_workers)
+                self._split_samples(root, d)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -265,8 +291,10 @@ class DemoStreetsDataModule(SegmentationDataModule):
                  demo_seed: int = 0, **kwargs):
         if layout not in DEMO_LAYOUTS:
             raise ConfigError(f"data.layout={layout!r} for demo streets; use one of {', '.join(DEMO_LAYOUTS)}")
+        if kwargs.get("root") is not None:
+            raise ConfigError(refuse_demo_root("demo street scenes", "data=idd (or data=cityscapes)"))
         self.demo_dir = Path(cache_dir) / f"demo_streets_n{n_train}-{n_val}_s{demo_seed}"
-        kwargs.setdefault("root", str(self.demo_dir / layout))
+        kwargs["root"] = str(self.demo_dir / layout)
         super().__init__(layout=layout, **kwargs)
         self.n_train, self.n_val, self.demo_seed = int(n_train), int(n_val), int(demo_seed)
 

@@ -17,7 +17,8 @@ from cvexp.data.labels import WILDLIFE_CLASSES, normalize_class_name
 from cvexp.data.split import SPLITS, stratified_split, write_split_csv
 from cvexp.data.base import SplitDataModule
 from cvexp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pipeline
-from cvexp.errors import DataError
+from cvexp.data.cache import refuse_demo_root
+from cvexp.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,27 @@ def scan_images(class_root: Path, class_names: Sequence[str]) -> tuple[list[str]
     return files, labels
 
 
+JPEG_EOI = b"\xff\xd9"
+
+
+def has_jpeg_end(path: str | os.PathLike, tail: int = 4096) -> bool:
+    """A JPEG ends with its end-of-image marker (a truncated file, e.g. an interrupted copy, does
+    not: decoders then fill the missing part with grey and only print a warning). The marker cannot
+    occur inside entropy-coded data, so finding it near the end is enough; trailing padding or
+    metadata after it is allowed."""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - tail))
+        return JPEG_EOI in fh.read()
+
+
 def is_readable_image(path: str | os.PathLike) -> bool:
-    """Cheap decode check (JPEGs decode at 1/8 scale)."""
+    """Cheap decode check (JPEGs decode at 1/8 scale and must not be truncated)."""
     try:
         if os.path.getsize(path) == 0:
+            return False
+        if str(path).lower().endswith((".jpg", ".jpeg")) and not has_jpeg_end(path):
             return False
         img = cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_8)
     except (OSError, cv2.error):
@@ -128,7 +146,7 @@ class WildlifeDataModule(SplitDataModule):
                  split: Sequence[float] = (0.7, 0.1, 0.2), split_seed: int = 0,
                  skip_corrupt: bool = False, verify_images: bool = True,
                  output_dir: str | None = None, seed: int = 0,
-                 num_classes: int | None = None):  # num_classes: checked against class_names by cvexp.runs
+                 num_classes: int | None = None):  # num_classes: checked against class_names by cvexp.engine.build
         super().__init__()
         self.root = root
         self.class_names = list(class_names or WILDLIFE_CLASSES)
@@ -168,7 +186,7 @@ class WildlifeDataModule(SplitDataModule):
             bad = [f for f in files if not is_readable_image(self.class_root / f)]
             if bad and not self.skip_corrupt:
                 more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-                raise DataError(f"cannot read image {self.class_root / bad[0]}{more}; delete or replace it, "
+                raise DataError(f"cannot read image {self.class_root / bad[0]}{more} (damaged or truncated); delete or replace it, "
                                 "or set data.skip_corrupt=true to skip unreadable files")
             if bad:
                 log.warning("skipping %d unreadable image(s), listed in skipped_files.txt", len(bad))
@@ -205,7 +223,9 @@ class DemoWildlifeDataModule(WildlifeDataModule):
     """The same DataModule over the synthetic demo set, written on first use into `cache_dir`."""
 
     def __init__(self, cache_dir: str, n_images: int = 1200, demo_seed: int = 0, **kwargs):
-        kwargs.setdefault("root", str(Path(cache_dir) / f"demo_wildlife_n{n_images}_s{demo_seed}"))
+        if kwargs.get("root") is not None:
+            raise ConfigError(refuse_demo_root("demo wildlife images", "data=wildlife"))
+        kwargs["root"] = str(Path(cache_dir) / f"demo_wildlife_n{n_images}_s{demo_seed}")
         super().__init__(**kwargs)
         self.n_images = n_images
         self.demo_seed = demo_seed

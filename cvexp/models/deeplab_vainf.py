@@ -27,10 +27,8 @@ keys raise a one-line `CheckpointError` that says which backbone/num_classes the
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import pickle
 import re
 import socket
 from collections import OrderedDict
@@ -38,14 +36,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet as tv_resnet
 
 from cvexp.errors import CheckpointError, ConfigError
-from cvexp.models.weights import STATE_DICT_KEYS, load_into, load_state_dict_file, strip_prefixes
+from cvexp.checkpoint import load_state_dict_file
+from cvexp.models.weights import load_into, strip_prefixes
 
 log = logging.getLogger(__name__)
 
@@ -311,65 +309,10 @@ def _download_torchvision_imagenet(backbone: str) -> dict[str, torch.Tensor]:
 
 # --------------------------------------------------------------------------- reading files
 
-def _numpy_safe_globals() -> list:
-    """numpy scalars and dtypes: VainF's `best_score` is a numpy float64. Pickles written with
-    numpy 1.x name `numpy.core.multiarray.scalar`, numpy 2.x `numpy._core.multiarray.scalar`."""
-    core = getattr(np, "_core", None) or np.core
-    scalar = core.multiarray.scalar
-    out: list = [np.dtype, (scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar")]
-    dtypes = getattr(np, "dtypes", None)
-    if dtypes is not None:
-        out += [getattr(dtypes, n) for n in ("Float64DType", "Float32DType", "Int64DType", "Int32DType",
-                                             "BoolDType") if hasattr(dtypes, n)]
-    return out
-
-
-def read_checkpoint(path: str | os.PathLike) -> Any:
-    """The object in a `.pth`/`.pth.tar`/`.ckpt` file, loaded with `weights_only=True`."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"weights file {path} does not exist; check the path given in model.weights")
-    allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
-    try:
-        with allow(_numpy_safe_globals()) if allow else contextlib.nullcontext():
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "weights only" not in str(e).lower() and "weightsunpickler" not in str(e).lower():
-            raise CheckpointError(f"cannot read weights file {path} (not a PyTorch file: {str(e)[:120]}); "
-                                  "give a PyTorch checkpoint saved with torch.save") from None
-        found = re.search(r"GLOBAL ([\w.]+)", str(e))
-        what = found.group(1) if found else "pickled Python objects"
-        raise CheckpointError(
-            f"{path} is not a plain checkpoint: loading it would run pickled code ({what}), which "
-            "weights_only loading refuses; if you trust the file, re-save its weights with torch.save("
-            "torch.load(PATH, weights_only=False)['model_state'], 'clean.pth') and pass that file") from None
-    except Exception as e:  # noqa: BLE001 - truncated, not a torch file, ...
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise CheckpointError(f"cannot read weights file {path} ({first}); give a PyTorch checkpoint "
-                              "saved with torch.save") from None
-
-
 def load_checkpoint_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A state dict from a checkpoint file: `model_state` (VainF), `state_dict` (Lightning), ...
-    or a bare state dict; `.safetensors` files too. Never unpickles code."""
-    if Path(path).suffix == ".safetensors":
-        return load_state_dict_file(path)
-    obj = read_checkpoint(path)
-    for _ in range(3):
-        if isinstance(obj, Mapping) and not _is_state_dict(obj):
-            inner = next((obj[k] for k in STATE_DICT_KEYS if isinstance(obj.get(k), Mapping)), None)
-            if inner is None:
-                break
-            obj = inner
-    if not (isinstance(obj, Mapping) and _is_state_dict(obj)):
-        keys = ", ".join(map(str, list(obj)[:5])) if isinstance(obj, Mapping) else type(obj).__name__
-        raise CheckpointError(f"weights file {Path(path).expanduser()} holds no state dict (tensors by name; "
-                              f"found {keys}); give a checkpoint with 'model_state' or a torch.save(model.state_dict()) file")
-    return dict(obj)
-
-
-def _is_state_dict(obj: Mapping) -> bool:
-    return len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
+    or a bare state dict; `.safetensors` too (cvexp.checkpoint: never unpickles code)."""
+    return load_state_dict_file(path)
 
 
 # --------------------------------------------------------------------------- import / export

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from cvexp.errors import CheckpointError, ConfigError
-from cvexp.models.weights import load_into, load_state_dict_file, strip_prefixes
+from cvexp.checkpoint import load_state_dict_file
+from cvexp.models.weights import load_into, strip_prefixes
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """What the task modules share: the network, class names, optimizer/scheduler partials, the
-explicit L2 penalty, and what a checkpoint records about the run."""
+explicit L2 penalty, the divergence check, and what a checkpoint records about the run."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from cvexp import losses
+from cvexp.errors import DivergenceError
 from cvexp.tasks import optim
 
 
@@ -36,6 +37,7 @@ class TaskModule(pl.LightningModule):
         self.monitor = monitor
         self.test_confusion: torch.Tensor | None = None
         self.extra_checkpoint: dict[str, Any] = {}
+        self._nonfinite: torch.Tensor | None = None  # any non-finite training loss since the last check
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -52,5 +54,67 @@ class TaskModule(pl.LightningModule):
     def checkpoint_info(self) -> dict[str, Any]:
         return {"task": self.task, "class_names": self.class_names}
 
+    def adapt_to(self, datamodule) -> None:
+        """Before evaluating on `datamodule`: adjust to its label space where the task can."""
+
+    def check_compatible(self, datamodule, path: str) -> None:
+        """Raise a CheckpointError when this model cannot be scored on `datamodule`."""
+        if list(self.class_names) != list(datamodule.class_names):
+            from cvexp.errors import CheckpointError
+
+            raise CheckpointError(f"checkpoint {path} predicts classes {self.class_names} but the data has "
+                                  f"{list(datamodule.class_names)}; evaluate on data with the same classes in "
+                                  "the same order")
+
+    def write_results(self, out, datamodule) -> dict:
+        """The task's tables and pictures of the last test pass into the run directory `out`;
+        returns {name: path}."""
+        return {}
+
+    # ------------------------------------------------------------------ best-so-far trackers
+    def best_state(self) -> dict[str, Any]:
+        """The best-metric trackers (e.g. val/f1_macro_best), saved with every checkpoint so that a
+        resumed run goes on from them; subclasses add theirs."""
+        return {}
+
+    def load_best_state(self, state: dict[str, Any]) -> None:
+        pass
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        self.check_finite("before saving a checkpoint")  # a diverged model is never saved
         checkpoint["cvexp"] = {**self.checkpoint_info(), **self.extra_checkpoint}
+        checkpoint["cvexp_best"] = self.best_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if checkpoint.get("cvexp_best"):
+            self.load_best_state(checkpoint["cvexp_best"])
+
+    # ------------------------------------------------------------------ divergence
+    def on_before_backward(self, loss: torch.Tensor) -> None:
+        # flagged on the device: no host sync per step; read at the checks below
+        bad = ~torch.isfinite(loss.detach())
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        every = max(1, int(getattr(self.trainer, "log_every_n_steps", 50) or 50))
+        if (self.global_step + 1) % every == 0:
+            self.check_finite("during training")
+
+    def on_validation_start(self) -> None:
+        if not self.trainer.sanity_checking and self.trainer.state.fn == "fit":
+            self.check_finite("before validation")
+
+    def check_finite(self, where: str) -> None:
+        """Stop the run with a one-line DivergenceError once a training loss was nan or inf."""
+        if self._nonfinite is None or not bool(self._nonfinite):
+            return
+        lr = None
+        try:
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        except (AttributeError, IndexError, KeyError, RuntimeError):
+            pass
+        now = f" (now {lr:g})" if isinstance(lr, float) else ""
+        raise DivergenceError(
+            f"training diverged: the loss became nan/inf by epoch {self.current_epoch}, step {self.global_step} "
+            f"(noticed {where}); the checkpoints saved before it are kept. Lower optimizer.lr{now}, or "
+            "clip gradients with trainer.gradient_clip_val=1.0")

@@ -40,6 +40,14 @@ class ClassificationModule(TaskModule):
         self.confmat = nn.ModuleDict({f"{s}_m": MulticlassConfusionMatrix(self.num_classes) for s in (M.VAL, M.TEST)})
         self.val_f1_best = MaxMetric()
 
+    def best_state(self) -> dict:
+        return {"val_f1_best": self.val_f1_best.max_value.detach().cpu()}
+
+    def load_best_state(self, state: dict) -> None:
+        if "val_f1_best" in state:
+            self.val_f1_best.max_value = state["val_f1_best"].to(self.val_f1_best.max_value)
+            self.val_f1_best._update_count = 1
+
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.regularized(losses.cross_entropy(logits, y, label_smoothing=self.label_smoothing))
 
@@ -92,6 +100,14 @@ class ClassificationModule(TaskModule):
             self.log(M.per_class(M.TEST, "f1", name), v)
         self.test_confusion = self.confmat[f"{M.TEST}_m"].compute().cpu()
         self.confmat[f"{M.TEST}_m"].reset()
+
+    def write_results(self, out, datamodule) -> dict:
+        """per_class.csv and the confusion matrix (CSV, PNG) of the last test pass."""
+        from cvexp.analysis import results
+
+        if self.test_confusion is None:
+            return {}
+        return results.write_classification_results(out, self.test_confusion.numpy(), self.class_names)
 
     @torch.no_grad()
     def predict_step(self, batch, batch_idx):

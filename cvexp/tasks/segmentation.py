@@ -150,6 +150,12 @@ class SegmentationModule(TaskModule):
             self.log(M.per_class(M.TEST, "iou", name), float(v))
         self.test_confusion = values["confusion"]
 
+    def best_state(self) -> dict:
+        return {"best_miou": self.best_miou}
+
+    def load_best_state(self, state: dict) -> None:
+        self.best_miou = float(state.get("best_miou", self.best_miou))
+
     def checkpoint_info(self) -> dict[str, Any]:
         return {**super().checkpoint_info(), "label_space": self.label_space,
                 "palette": [list(c) for c in self.palette]}

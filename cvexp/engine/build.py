@@ -1,0 +1,180 @@
+"""Objects from config: data module, model, task module, trainer; and a run's objects rebuilt from a
+checkpoint's stored config, which passes `cvexp.checkpoint.check_targets` (the allow-list) first.
+
+`hydra.utils.instantiate` is called here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from cvexp.data.transforms import resolve_input_config
+from cvexp.errors import CheckpointError, ConfigError
+
+log = logging.getLogger("cvexp")
+
+# model keys that would fetch or load weights at construction; a checkpoint supplies the weights
+WEIGHT_KEYS = {"pretrained": False, "weights": None, "encoder_weights": None, "hub_id": None,
+               "pretrained_backbone": False}
+
+
+def build_dict(node: DictConfig | None) -> list[Any]:
+    """Instantiate the named entries of a group such as `callbacks` or `logger` that have a
+    `_target_`; `None` entries (dropped with key=null) and plain values are skipped."""
+    if not node:
+        return []
+    return [instantiate(v) for v in node.values() if isinstance(v, DictConfig) and "_target_" in v]
+
+
+def optional(node: DictConfig | None) -> Any:
+    """Instantiate a `_partial_` optimizer/scheduler node; empty groups (scheduler=none) give None."""
+    if node is None or not isinstance(node, DictConfig) or "_target_" not in node:
+        return None
+    return instantiate(node)
+
+
+def model_input_config(model_cfg: DictConfig) -> dict:
+    """The model's pretrained input convention, if its class publishes one
+    (`pretrained_input_config(**model_cfg)`), without building the model."""
+    try:
+        cls = get_class(model_cfg._target_)
+    except Exception:  # noqa: BLE001 - a function target or unknown class publishes nothing
+        return {}
+    fn = getattr(cls, "pretrained_input_config", None)
+    if fn is None:
+        return {}
+    return fn(**{k: v for k, v in model_cfg.items() if not str(k).startswith("_")})
+
+
+def resolve_inputs(cfg: DictConfig) -> None:
+    """Fill data.image_size/mean/std in place: explicit values, else the model's, else defaults."""
+    resolved = resolve_input_config(cfg.data.get("image_size"), cfg.data.get("mean"), cfg.data.get("std"),
+                                    model_input_config(cfg.model))
+    with open_dict(cfg):
+        for k, v in resolved.items():
+            cfg.data[k] = v
+
+
+def build_datamodule(cfg: DictConfig, **overrides):
+    train_tf = instantiate(cfg.aug.train, _convert_="all") if cfg.get("aug") and "train" in cfg.aug else None
+    eval_tf = instantiate(cfg.aug.eval, _convert_="all") if cfg.get("aug") and "eval" in cfg.aug else None
+    # partial first, then Python objects as plain arguments (Hydra would turn them into config nodes)
+    dm = instantiate(cfg.data, _partial_=True)(train_transforms=train_tf, eval_transforms=eval_tf, **overrides)
+    n = cfg.data.get("num_classes")
+    if n is not None and getattr(dm, "num_classes", n) != n:
+        raise ConfigError(f"data.num_classes={n} but data.class_names has {dm.num_classes} names; make them agree")
+    return dm
+
+
+def build_task(task_cfg: DictConfig, **objects):
+    """The LightningModule from its config plus live objects (network, class names, partials)."""
+    return instantiate(task_cfg, _partial_=True)(**objects)
+
+
+def task_objects(dm: Any) -> dict:
+    """What a task module needs to know about its data: class names, and for segmentation the
+    palette and the label space the network's classes live in."""
+    objs = {"class_names": list(dm.class_names)}
+    if getattr(dm, "task", None) == "segmentation":
+        objs.update(palette=dm.palette, label_space=dm.target_space.name)
+    return objs
+
+
+def check_task_matches_data(task_cfg: DictConfig, dm: Any, choices: dict) -> None:
+    task = getattr(get_class(task_cfg._target_), "task", None)
+    data_task = getattr(dm, "task", None)
+    if task and data_task and task != data_task:
+        raise ConfigError(f"task={choices.get('task', task)} cannot train on data={choices.get('data', '?')} "
+                          f"(a {data_task} dataset); add task={data_task} (and a {data_task} model), "
+                          "or use an experiment such as experiment=seg_demo")
+
+
+def hydra_choices() -> dict:
+    try:
+        return dict(HydraConfig.get().runtime.choices)
+    except ValueError:
+        return {}
+
+
+def build_trainer(cfg: DictConfig, extra_callbacks: list | None = None):
+    """The Trainer of `cfg.trainer` with the configured callbacks and loggers; checkpoints are
+    written atomically (cvexp.checkpoint.save_file)."""
+    from cvexp.checkpoint import atomic_checkpoint_io
+
+    callbacks = build_dict(cfg.get("callbacks")) + list(extra_callbacks or [])
+    loggers = build_dict(cfg.get("logger"))
+    extra = cfg.trainer.get("plugins")
+    plugins = [atomic_checkpoint_io(), *(instantiate(extra, _convert_="all") if extra else [])]
+    # (keyword arguments of the call replace the config's own `plugins`)
+    return instantiate(cfg.trainer, _partial_=True)(callbacks=callbacks, logger=loggers or False,
+                                                    plugins=plugins)
+
+
+def resolved_container(cfg: DictConfig) -> dict:
+    """The run's config with every interpolation resolved (hydra node left out)."""
+    c = OmegaConf.to_container(cfg, resolve=False)
+    c.pop("hydra", None)
+    return OmegaConf.to_container(OmegaConf.create(c), resolve=True)
+
+
+# ----------------------------------------------------------------------------- from checkpoints
+
+def build_from_checkpoint(ckpt: dict, path: str):
+    """The task module with the checkpoint's weights, and the run's stored config. The checkpoint
+    has passed `cvexp.checkpoint.load_run_checkpoint` (its `_target_`s are on the allow-list)."""
+    train_cfg = OmegaConf.create(ckpt["cvexp"]["config"])
+    model_cfg = train_cfg.model
+    with open_dict(model_cfg):
+        for k, v in WEIGHT_KEYS.items():
+            if k in model_cfg.keys():  # `in` alone is False for a missing (???) value
+                model_cfg[k] = v
+    info = ckpt["cvexp"]
+    class_names = info.get("class_names")
+    if not isinstance(class_names, list) or not all(isinstance(c, str) for c in class_names):
+        raise CheckpointError(f"{path} has no list of class names; it is not a complete cvexp checkpoint")
+    try:
+        net = instantiate(model_cfg)
+        objects = {"class_names": class_names}
+        objects.update({k: info[k] for k in ("palette", "label_space") if info.get(k) is not None})
+        module = build_task(train_cfg.task, net=net, **objects)
+    except Exception as e:  # noqa: BLE001 - a config this version cannot build
+        from cvexp.engine.entry import user_error_in
+
+        if user_error_in(e):
+            raise
+        raise CheckpointError(f"cannot rebuild the model stored in {path} ({type(e).__name__}: "
+                              f"{str(e).strip().splitlines()[0][:160] if str(e).strip() else ''}); was it "
+                              "written by another cvexp version?") from None
+    try:
+        module.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"weights in {path} do not fit the model in its own config "
+                              f"({str(e).strip().splitlines()[0][:160]})") from None
+    if ckpt.get("cvexp_best"):
+        module.load_best_state(ckpt["cvexp_best"])
+    module.extra_checkpoint = dict(info)
+    return module, train_cfg
+
+
+def merge_checkpoint_data(cfg: DictConfig, train_cfg: DictConfig) -> None:
+    """`cfg.data`/`cfg.aug` for evaluating a checkpoint: without `data=...` the checkpoint's own data
+    config plus any `data.*` keys given; the model's input convention (size, mean, std) and eval
+    transforms always from the checkpoint unless `aug=...` is given."""
+    with open_dict(cfg):
+        user_data = cfg.get("data")
+        if user_data is None or "_target_" not in user_data:
+            cfg.data = OmegaConf.merge(train_cfg.data, user_data) if user_data is not None else train_cfg.data
+        for k in ("image_size", "mean", "std"):
+            if k in train_cfg.data:
+                cfg.data[k] = train_cfg.data[k]
+        if "cache_dir" in cfg.data and cfg.get("paths") and cfg.paths.get("cache_dir") and \
+                not (user_data is not None and "cache_dir" in user_data):
+            cfg.data.cache_dir = cfg.paths.cache_dir  # this machine's cache, not the one stored in the file
+        if cfg.get("aug") is None:
+            cfg.aug = {"eval": train_cfg.aug.eval} if train_cfg.get("aug") else None
+        cfg.model = train_cfg.model

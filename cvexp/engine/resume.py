@@ -1,0 +1,102 @@
+"""`python -m cvexp resume=RUN_DIR [trainer.max_epochs=N]`: continue an interrupted run.
+
+The run goes on in its own directory, with its own config (config.yaml, written when it started;
+the command line may change only `trainer.max_epochs` and `data.num_workers`), from
+`checkpoints/last.ckpt`, which holds the weights, optimizer and scheduler, the loop counters, the
+best-metric trackers and best checkpoint, the history and the random states of the epoch end
+(cvexp.callbacks.RunState), and the W&B run id, so a resumed run ends where an uninterrupted one
+would. Hydra's files of the resumed invocation go to `.hydra/resume-<time>/`; the first ones stay.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from cvexp.engine import rundir
+from cvexp.errors import ConfigError
+
+ALLOWED = ("trainer.max_epochs", "data.num_workers")
+LAST = Path("checkpoints") / "last.ckpt"
+
+
+def _key(arg: str) -> str:
+    return arg.split("=", 1)[0].lstrip("+~")
+
+
+def prepare_argv(argv: list[str]) -> list[str]:
+    """With `resume=DIR` on the command line: check DIR can be resumed and point Hydra at it."""
+    given = [a for a in argv if a.startswith("resume=")]
+    if not given or given[-1] in ("resume=", "resume=null"):
+        return argv
+    if "-m" in argv or "--multirun" in argv:
+        raise ConfigError("resume=... continues one run; drop -m/--multirun")
+    run_dir = Path(given[-1].split("=", 1)[1]).expanduser().resolve()
+    check_resumable(run_dir)
+    extra = [a for a in argv if not a.startswith("resume=") and not a.startswith("-")]
+    bad = [a for a in extra if _key(a) not in ALLOWED]
+    if bad:
+        raise ConfigError(f"resume=... continues the run with its own config ({run_dir / 'config.yaml'}); "
+                          f"only {', '.join(ALLOWED)} may change, not {', '.join(bad)}. Start a new run "
+                          "from its weights with ckpt_path=... instead")
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    flags = [a for a in argv if a.startswith("-")]
+    return [*flags, f"resume={run_dir}", *extra, f"hydra.run.dir={run_dir}",
+            f"hydra.output_subdir=.hydra/resume-{stamp}"]
+
+
+def check_resumable(run_dir: Path) -> None:
+    if not run_dir.is_dir():
+        raise ConfigError(f"resume={run_dir}: no such run directory; pass the directory of a run of "
+                          "python -m cvexp (outputs/train/runs/<time>)")
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"resume={run_dir}: not a cvexp training run (no config.yaml)")
+    status = rundir.read_status(run_dir)
+    if rundir.is_finished_run(run_dir):
+        raise ConfigError(f"resume={run_dir}: the run has finished; nothing to resume (train longer from its "
+                          "weights in a new run: ckpt_path=.../checkpoints/last.ckpt trainer.max_epochs=N)")
+    if status.get("status") == "running" and status.get("host") == socket.gethostname():
+        from cvexp.engine.entry import pid_alive
+
+        pid = status.get("pid")
+        if isinstance(pid, int) and pid_alive(pid):
+            raise ConfigError(f"resume={run_dir}: the run is still running (pid {pid}); stop it first")
+    if not (run_dir / LAST).is_file():
+        raise ConfigError(f"resume={run_dir}: no {LAST} (the run stopped before its first epoch ended); "
+                          "start it again instead")
+
+
+def resumed_config(cfg: DictConfig) -> tuple[DictConfig, dict]:
+    """The run's own config with the allowed command-line changes, set to continue from last.ckpt;
+    and what last.ckpt says of the run (`choices`, `epoch`)."""
+    from cvexp.checkpoint import check_targets, read_file
+
+    run_dir = Path(cfg.resume)
+    stored = OmegaConf.load(run_dir / "config.yaml")
+    check_targets(OmegaConf.to_container(stored, resolve=False), run_dir / "config.yaml")
+    given = {_key(a) for a in _overrides()}
+    ckpt = read_file(run_dir / LAST, "checkpoint", f"resume needs {LAST}")
+    info = ckpt.get("cvexp") if isinstance(ckpt, dict) else None
+    if not isinstance(info, dict):
+        raise ConfigError(f"resume={run_dir}: {LAST} is not a cvexp checkpoint")
+    with open_dict(stored):
+        for key in ALLOWED:
+            if key in given:
+                OmegaConf.update(stored, key, OmegaConf.select(cfg, key), force_add=True)
+        stored.resume = str(run_dir)
+        stored.ckpt_path = str(run_dir / LAST)
+        stored.paths.output_dir = str(run_dir)
+        logger = stored.get("logger") or {}
+        if info.get("wandb_id") and isinstance(logger.get("wandb"), DictConfig):
+            stored.logger.wandb.id = info["wandb_id"]  # the same W&B run goes on
+            stored.logger.wandb.resume = "allow"
+    return stored, {"choices": info.get("choices") or {}, "epoch": int(ckpt.get("epoch", -1))}
+
+
+def _overrides() -> list[str]:
+    from cvexp.engine.entry import cli_overrides
+
+    return cli_overrides()
