@@ -5,8 +5,10 @@
 - `last.ckpt` after every epoch (Lightning's `save_last` refreshes it only when the monitored
   metric improves), and on a stop signal (SIGTERM, Ctrl-C) mid-epoch, as a preemption handler does;
 - the random states at the end of each epoch (torch, CUDA, numpy, Python, and the albumentations
-  pipeline of the training data), restored when a resumed fit starts, so the next epoch draws the
-  same shuffles and augmentations it would have drawn without the interruption.
+  pipeline of the training data), restored when a resumed fit loads last.ckpt, so the next epoch
+  draws the same shuffles and augmentations it would have drawn without the interruption (with
+  `data.num_workers=0`; worker processes reseed from the restored torch state, which is
+  deterministic but not the sequence an uninterrupted run with persistent workers draws).
 
 It runs its epoch-end work after the LightningModule's `on_train_epoch_end` (it is a `Checkpoint`,
 which Lightning calls last), so the epoch's train metrics are in the row and in the checkpoint.
@@ -89,7 +91,6 @@ class RunState(Checkpoint):
     def __init__(self, dirpath: str | Path | None = None) -> None:
         self.dirpath = Path(dirpath) if dirpath else None
         self.history: list[dict] = []
-        self._rng_to_restore: dict | None = None
         self._epoch_rng: dict | None = None
 
     @property
@@ -142,16 +143,15 @@ class RunState(Checkpoint):
             state["rng"] = self._epoch_rng
         return state
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._trainer = trainer  # (setup comes before Lightning restores a checkpoint's states)
+
     def load_state_dict(self, state_dict: dict) -> None:
         # Testing the best checkpoint after fit must not roll the history back to its epoch.
         if not self.history:
             self.history = list(state_dict.get("history", []))
-        self._rng_to_restore = state_dict.get("rng")
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._rng_to_restore is not None:
-            set_random_states(self._rng_to_restore, trainer)
-            self._rng_to_restore = None
-
-    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._rng_to_restore = None
+        # Restored at once: Lightning creates the training iterator (and prefetches its first
+        # batch, drawing the shuffle and the augmentations) before any later hook runs; the
+        # sanity check in between runs under isolate_rng and uses the eval transforms.
+        if state_dict.get("rng") is not None:
+            set_random_states(state_dict["rng"], getattr(self, "_trainer", None))

@@ -153,9 +153,11 @@ def test_sigterm_saves_last_marks_interrupted_and_exits_143_then_resumes(tmp_pat
     assert f"resume={run}" in err
     last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["global_step"] > 0
-    r = run_cli(["-m", "cvexp", f"resume={run}", "trainer.max_epochs=3"], env=ENV)
+    r = run_cli(["-m", "cvexp", f"resume={run}", "trainer.max_epochs=0"], env=ENV)
+    assert r.returncode == 2 and "give a larger trainer.max_epochs" in _one_error_line(r.stderr)
+    r = run_cli(["-m", "cvexp", f"resume={run}", f"trainer.max_epochs={last['epoch'] + 2}"], env=ENV)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert _status(run)["status"] == "completed" and _status(run)["resumes"] == 1
+    assert _status(run)["status"] == "completed" and _status(run)["resumes"] == 2  # (one refused)
     assert "test/acc" in json.loads((run / "metrics.json").read_text())
 
 

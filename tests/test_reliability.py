@@ -397,3 +397,15 @@ def test_resume_refuses_other_overrides_and_bad_dirs(tmp_path):
     (run / "metrics.json").write_text("{}")
     with pytest.raises(ConfigError, match="has finished"):
         resume.prepare_argv([f"resume={run}"])
+
+
+def test_eval_of_a_checkpoint_on_data_of_another_task_is_one_line():
+    from types import SimpleNamespace
+
+    from cvexp.eval import check_task
+
+    module = SimpleNamespace(task="segmentation")
+    with pytest.raises(CheckpointError, match="is a segmentation checkpoint but the data") as e:
+        check_task(module, SimpleNamespace(task="classification"), "seg.ckpt")
+    assert "\n" not in str(e.value)
+    check_task(module, SimpleNamespace(task="segmentation"), "seg.ckpt")

@@ -8,7 +8,7 @@ import pytest
 from cvexp.data import labels as L
 from cvexp.errors import ConfigError
 
-# DESIGN.md: Cityscapes label id -> train id, and colours per train id
+# The official table (cityscapesScripts helpers/labels.py): Cityscapes label id -> train id, and colours per train id
 CS_ID_TO_TRAIN = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
                   26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
 CS_COLORS = [(128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),

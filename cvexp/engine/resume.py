@@ -93,7 +93,16 @@ def resumed_config(cfg: DictConfig) -> tuple[DictConfig, dict]:
         if info.get("wandb_id") and isinstance(logger.get("wandb"), DictConfig):
             stored.logger.wandb.id = info["wandb_id"]  # the same W&B run goes on
             stored.logger.wandb.resume = "allow"
-    return stored, {"choices": info.get("choices") or {}, "epoch": int(ckpt.get("epoch", -1))}
+    epoch = int(ckpt.get("epoch", -1))
+    max_epochs = OmegaConf.select(stored, "trainer.max_epochs")
+    if isinstance(max_epochs, int) and 0 <= max_epochs < epoch:
+        raise ConfigError(f"resume={run_dir}: the run already reached epoch {epoch}, beyond "
+                          f"trainer.max_epochs={max_epochs}; give a larger trainer.max_epochs")
+    import warnings
+
+    # the run's own checkpoints are expected in its checkpoint folder
+    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
+    return stored, {"choices": info.get("choices") or {}, "epoch": epoch}
 
 
 def _overrides() -> list[str]:

@@ -9,7 +9,7 @@ from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "leaky_relu": nn.LeakyReLU}
 
-# The course's reference CNN (DESIGN.md): 3x3 convs 32/64/128, max-pool 4 then 2 then 2.
+# The course's reference CNN (README "Classification"): 3x3 convs 32/64/128, max-pool 4 then 2 then 2.
 REFERENCE_BLOCKS = (
     {"channels": 32, "kernel": 3, "stride": 1, "padding": 1, "pool": 4},
     {"channels": 64, "kernel": 3, "stride": 1, "padding": 1, "pool": 2},
