@@ -50,7 +50,7 @@ def augment_samples(datamodule, split: str, indices: Sequence[int], n_samples: i
                     seed: int = 0) -> list[tuple[str, np.ndarray, list[np.ndarray]]]:
     """For each index: (class name, eval view, [n_samples train-pipeline draws]) as uint8 HWC RGB."""
     from cvexp.data.transforms import denormalize
-    from cvexp.data.wildlife import read_rgb
+    from cvexp.data.images import read_rgb
 
     ds = datamodule.dataset(split, augment=False)
     train_tf, eval_tf = datamodule.train_tf, datamodule.eval_tf
@@ -68,9 +68,6 @@ def augment_samples(datamodule, split: str, indices: Sequence[int], n_samples: i
 
 def plot_grid(samples: Sequence[tuple[str, np.ndarray, list[np.ndarray]]], path: str | Path,
               title: str = "") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n_rows = len(samples)

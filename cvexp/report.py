@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from cvexp.engine.entry import use_headless_plots
+
+    use_headless_plots()
     if len(args.dirs) > 1 and args.out is None:
         print("error: several directories need --out DIR for the combined report", file=sys.stderr)
         return 2

@@ -47,3 +47,12 @@ def test_load_checkpoint_and_build_run(tmp_path, one_thread):
     assert (mine == preds).all()
     fresh = cvexp.build_run(run_dir / "config.yaml")
     assert type(fresh.module) is type(run.module) and fresh.datamodule.num_classes == 10
+
+
+def test_library_leaves_the_matplotlib_backend_alone():
+    """Only the entry points choose the headless backend; importing or calling library code must
+    not switch a notebook's backend."""
+    pkg = Path(__file__).resolve().parent.parent / "cvexp"
+    offenders = [str(p.relative_to(pkg)) for p in pkg.rglob("*.py")
+                 if "matplotlib.use(" in p.read_text() and p.relative_to(pkg).as_posix() != "engine/entry.py"]
+    assert offenders == []

@@ -363,7 +363,7 @@ def test_truncated_jpeg_is_unreadable(tmp_path):
     import cv2
     import numpy as np
 
-    from cvexp.data.wildlife import is_readable_image
+    from cvexp.data.images import is_readable_image
 
     img = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
     cv2.imwrite(str(tmp_path / "ok.jpg"), img)

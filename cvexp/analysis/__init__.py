@@ -1,5 +1,4 @@
-"""Plots, tables and analyses written into run directories (plain matplotlib/numpy, no Hydra)."""
+"""Plots, tables and analyses written into run directories (plain matplotlib/numpy, no Hydra).
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: every figure goes to a file
+Importing them leaves the caller's matplotlib backend alone; the entry points choose the headless
+one (cvexp.engine.entry.entry_point, cvexp.report)."""

@@ -127,9 +127,6 @@ def plot_misclassified_grid(rows: Sequence[dict], class_names: Sequence[str], pa
                             thumb: int = 128, title: str = "") -> Path:
     """One row per true class that has mistakes, up to k images each, titled with true label,
     predicted label and confidence (most confident mistakes first)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     picked = select_per_class(rows, k)

@@ -339,9 +339,6 @@ def markdown(rows: Sequence[dict], sweep_dir: str | Path, png_name: str | None =
 
 def plot_report(rows: Sequence[dict], path: str | Path) -> Path:
     """Three panels: headline metrics per job, train-vs-val gap per job, val curves per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
     from matplotlib.ticker import MaxNLocator

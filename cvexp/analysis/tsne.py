@@ -79,9 +79,6 @@ def class_colors(n: int) -> list:
 def plot_embedding(emb: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: str | Path,
                    title: str = "", point_size: float | None = None) -> Path:
     """Scatter of 2-D or 3-D coordinates, one colour per class, legend with class names."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     emb = np.asarray(emb)

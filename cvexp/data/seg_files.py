@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from cvexp.data.images import read_rgb  # noqa: F401  (re-exported for the segmentation readers)
 from cvexp.errors import DataError
 
 
@@ -35,14 +36,6 @@ class SegSample:
 
     def with_mask(self, mask: Path) -> SegSample:
         return replace(self, mask=Path(mask))
-
-
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """(H, W, 3) uint8 RGB."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DataError(f"cannot read image {path}; delete or replace the file (and its label file)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def read_label_image(path: str | os.PathLike, grayscale: bool = False) -> np.ndarray:

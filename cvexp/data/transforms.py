@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from cvexp.imagenet import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401 - re-exported
 
 
 def build_pipeline(transforms: Sequence[A.BasicTransform], mean: Sequence[float],

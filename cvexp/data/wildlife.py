@@ -8,11 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import albumentations as A
-import cv2
-import numpy as np
 from torch.utils.data import Dataset
 
 from cvexp.data.demo_wildlife import write_demo_wildlife
+from cvexp.data.images import is_readable_image, read_rgb
 from cvexp.data.labels import WILDLIFE_CLASSES, normalize_class_name
 from cvexp.data.split import SPLITS, stratified_split, write_split_csv
 from cvexp.data.base import SplitDataModule
@@ -69,41 +68,6 @@ def scan_images(class_root: Path, class_names: Sequence[str]) -> tuple[list[str]
         files += [str(p.relative_to(class_root)) for p in imgs]
         labels += [label] * len(imgs)
     return files, labels
-
-
-JPEG_EOI = b"\xff\xd9"
-
-
-def has_jpeg_end(path: str | os.PathLike, tail: int = 4096) -> bool:
-    """A JPEG ends with its end-of-image marker (a truncated file, e.g. an interrupted copy, does
-    not: decoders then fill the missing part with grey and only print a warning). The marker cannot
-    occur inside entropy-coded data, so finding it near the end is enough; trailing padding or
-    metadata after it is allowed."""
-    with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        fh.seek(max(0, size - tail))
-        return JPEG_EOI in fh.read()
-
-
-def is_readable_image(path: str | os.PathLike) -> bool:
-    """Cheap decode check (JPEGs decode at 1/8 scale and must not be truncated)."""
-    try:
-        if os.path.getsize(path) == 0:
-            return False
-        if str(path).lower().endswith((".jpg", ".jpeg")) and not has_jpeg_end(path):
-            return False
-        img = cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_8)
-    except (OSError, cv2.error):
-        return False
-    return img is not None and img.size > 0
-
-
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DataError(f"cannot read image {path}; delete or replace it, or set data.skip_corrupt=true")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 class ImageFolderDataset(Dataset):

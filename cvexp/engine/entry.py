@@ -119,6 +119,7 @@ def entry_point(fn: Callable[[DictConfig], dict], config_name: str,
         return run_job(fn, cfg)
 
     def main() -> None:
+        use_headless_plots()
         if prepare_argv is not None:
             try:
                 sys.argv[1:] = prepare_argv(sys.argv[1:])
@@ -128,6 +129,13 @@ def entry_point(fn: Callable[[DictConfig], dict], config_name: str,
 
     main.__doc__ = fn.__doc__
     return main
+
+
+def use_headless_plots() -> None:
+    """Every figure of a command goes to a file: matplotlib's non-interactive backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
 
 
 def run_job(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> float | None:

@@ -40,15 +40,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet as tv_resnet
+from torchvision.models._utils import IntermediateLayerGetter
 
 from cvexp.errors import CheckpointError, ConfigError
 from cvexp.checkpoint import load_state_dict_file
+from cvexp.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from cvexp.models.weights import load_into, strip_prefixes
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 BACKBONES = ("resnet50", "resnet101", "mobilenet")
 _ALIASES = {"mobilenetv2": "mobilenet", "mobilenet_v2": "mobilenet"}
@@ -73,33 +73,7 @@ def _aspp_rates(output_stride: int) -> tuple[int, int, int]:
 
 
 # --------------------------------------------------------------------------- backbone plumbing
-
-class IntermediateLayerGetter(nn.ModuleDict):
-    """Runs the children of `model` in order up to the last one named in `return_layers` and
-    returns those outputs by their new names (as VainF's / torchvision's getter)."""
-
-    def __init__(self, model: nn.Module, return_layers: dict[str, str]):
-        names = [n for n, _ in model.named_children()]
-        if not set(return_layers).issubset(names):
-            raise ValueError(f"return_layers {sorted(return_layers)} are not children of the model")
-        remaining = set(return_layers)
-        layers = OrderedDict()
-        for name, module in model.named_children():
-            layers[name] = module
-            remaining.discard(name)
-            if not remaining:
-                break
-        super().__init__(layers)
-        self.return_layers = dict(return_layers)
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = OrderedDict()
-        for name, module in self.items():
-            x = module(x)
-            if name in self.return_layers:
-                out[self.return_layers[name]] = x
-        return out
-
+# (the backbone is wrapped in torchvision's IntermediateLayerGetter, as VainF does)
 
 def _resnet_body(backbone: str, output_stride: int) -> nn.Module:
     dilation = [False, True, True] if output_stride == 8 else [False, False, True]
