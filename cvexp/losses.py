@@ -30,7 +30,7 @@ __all__ = [
     "softmax", "log_softmax", "naive_softmax", "naive_log_softmax", "softmax_jacobian",
     "softplus", "sigmoid", "log_sigmoid", "naive_sigmoid",
     "bce_with_logits", "bce_from_probs", "naive_bce", "bce_grad_logits",
-    "cross_entropy", "naive_cross_entropy", "cross_entropy_grad_logits",
+    "cross_entropy", "naive_cross_entropy", "cross_entropy_grad_logits", "balanced_class_weights",
     "entropy", "cross_entropy_probs", "kl_divergence", "kl_divergence_logits",
     "mse", "mse_sigmoid_grad_logits",
     "l2_penalty", "sgd_l2_update",
@@ -192,7 +192,8 @@ def bce_grad_logits(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- multi-class cross-entropy
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0,
-                  ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+                  ignore_index: int = -100, reduction: str = "mean",
+                  weight: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy -sum_c t_c log softmax(z)_c, computed through log-sum-exp.
 
     `logits`: (C,), (N, C) or (N, C, d1, ...), classes on dim 1 (dim 0 for a single vector).
@@ -206,6 +207,12 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: f
     without class weights), except that a batch with *every* element ignored gives 0 (with a
     zero gradient) where PyTorch gives NaN: one fully void crop must not poison training.
     'none' returns the per-element losses (0 at ignored elements); 'sum' their sum.
+
+    `weight` (C,) scales each class's terms, as `torch.nn.functional.cross_entropy(weight=...)`:
+    element i counts w[y_i] times (the smoothing term -eps/C sum_c log p_c becomes
+    -eps/C sum_c w_c log p_c), and 'mean' divides by sum_i w[y_i] rather than by the count, so
+    the loss stays on the same scale. Soft targets weight each class term, mean over elements.
+    `balanced_class_weights` gives the usual choice for imbalanced data.
     """
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
@@ -220,6 +227,8 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: f
         t = target.to(logp.dtype)
         if label_smoothing:
             t = (1.0 - label_smoothing) * t + label_smoothing / n_classes
+        if weight is not None:
+            t = t * _class_shaped(weight, logp, cdim)
         loss = -torch.where(t == 0, torch.zeros_like(logp), t * logp).sum(dim=cdim)
         return _reduce(loss, reduction)
 
@@ -235,13 +244,58 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: f
         raise ValueError(f"class ids must be in [0, {n_classes}) or ignore_index={ignore_index}; "
                          f"found {bad}")
     nll = -logp.gather(cdim, safe_target.unsqueeze(cdim)).squeeze(cdim)
+    if weight is None:
+        if label_smoothing:
+            # -sum_c (eps / C) log p_c = eps * mean_c(-log p_c)
+            nll = (1.0 - label_smoothing) * nll - label_smoothing * logp.mean(dim=cdim)
+        loss = torch.where(valid, nll, torch.zeros_like(nll))
+        if reduction == "mean":  # all ignored: 0 / 1 = 0, not 0 / 0; no host sync
+            return loss.sum() / valid.sum().clamp_min(1)
+        return _reduce(loss, reduction)
+    w = _check_weight(weight, n_classes, logp)
+    w_y = torch.where(valid, w[safe_target], torch.zeros_like(nll))
+    nll = w_y * nll
     if label_smoothing:
-        # -sum_c (eps / C) log p_c = eps * mean_c(-log p_c)
-        nll = (1.0 - label_smoothing) * nll - label_smoothing * logp.mean(dim=cdim)
+        smooth = -(logp * _class_shaped(w, logp, cdim)).mean(dim=cdim)
+        nll = (1.0 - label_smoothing) * nll + label_smoothing * smooth
     loss = torch.where(valid, nll, torch.zeros_like(nll))
-    if reduction == "mean":  # all ignored: 0 / 1 = 0, not 0 / 0; no host sync
-        return loss.sum() / valid.sum().clamp_min(1)
+    if reduction == "mean":  # the weighted mean; all ignored (or zero weight): 0, not 0 / 0
+        den = w_y.sum()
+        return loss.sum() / torch.where(den > 0, den, torch.ones_like(den))
     return _reduce(loss, reduction)
+
+
+def _check_weight(weight: torch.Tensor, n_classes: int, like: torch.Tensor) -> torch.Tensor:
+    if weight.dim() != 1 or weight.shape[0] != n_classes:
+        raise ValueError(f"class weights must be one value per class ({n_classes}), got shape "
+                         f"{tuple(weight.shape)}")
+    return weight.to(device=like.device, dtype=like.dtype)
+
+
+def _class_shaped(weight: torch.Tensor, like: torch.Tensor, cdim: int) -> torch.Tensor:
+    """(C,) weights shaped to broadcast against `like` along its class dim."""
+    w = _check_weight(weight, like.shape[cdim], like)
+    shape = [1] * like.dim()
+    shape[cdim] = -1
+    return w.view(shape)
+
+
+def balanced_class_weights(labels, num_classes: int) -> torch.Tensor:
+    """n_samples / (n_classes * count_c) per class, from the training labels: scikit-learn's
+    `compute_class_weight("balanced")`. A class with weight w counts as w samples of the loss, so
+    every class contributes the same total; a class without samples is an error (its weight would
+    be infinite)."""
+    y = torch.as_tensor(labels, dtype=torch.long).flatten()
+    if y.numel() == 0:
+        raise ValueError("no labels to compute class weights from")
+    if int(y.min()) < 0 or int(y.max()) >= num_classes:
+        raise ValueError(f"labels must be in [0, {num_classes}), found {int(y.min())}..{int(y.max())}")
+    counts = torch.bincount(y, minlength=num_classes).double()
+    if (counts == 0).any():
+        missing = torch.nonzero(counts == 0).flatten().tolist()
+        raise ValueError(f"class(es) {missing} have no training samples; balanced class weights "
+                         "need every class")
+    return (y.numel() / (num_classes * counts)).float()
 
 
 def naive_cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

@@ -15,6 +15,10 @@ ACC = "acc"
 F1_MACRO = "f1_macro"
 F1_WEIGHTED = "f1_weighted"
 F1_MACRO_BEST = "f1_macro_best"
+RECALL_MACRO = "recall_macro"  # mean per-class recall (balanced accuracy), test stage only
+# per-class scalars: `test/f1/<class>`, `test/recall/<class>` (per_class())
+F1 = "f1"
+RECALL = "recall"
 # segmentation
 MIOU = "miou"
 PIXEL_ACC = "pixel_acc"
@@ -48,6 +52,7 @@ VAL_F1_MACRO_BEST = name(VAL, F1_MACRO_BEST)
 TEST_ACC = name(TEST, ACC)
 TEST_F1_MACRO = name(TEST, F1_MACRO)
 TEST_F1_WEIGHTED = name(TEST, F1_WEIGHTED)
+TEST_RECALL_MACRO = name(TEST, RECALL_MACRO)
 VAL_MIOU = name(VAL, MIOU)
 VAL_MIOU_BEST = name(VAL, MIOU_BEST)
 TEST_MIOU = name(TEST, MIOU)
@@ -57,4 +62,17 @@ def all_names() -> set[str]:
     """Every stage-level name (per-class names are derived with `per_class`)."""
     metrics = set(CLASSIFICATION_METRICS) | set(SEGMENTATION_METRICS)
     out = {name(s, m) for s in STAGES for m in metrics}
-    return out | {VAL_F1_MACRO_BEST, VAL_MIOU_BEST}
+    return out | {VAL_F1_MACRO_BEST, VAL_MIOU_BEST, TEST_RECALL_MACRO}
+
+
+def is_per_class(metric: str) -> bool:
+    """`test/f1/amur_tiger` -> True; `test/f1_macro` -> False."""
+    return metric.count("/") > 1
+
+
+def split_per_class(metric: str) -> tuple[str, str] | None:
+    """`test/recall/amur_tiger` -> ("test/recall", "amur_tiger"); None for stage-level names."""
+    if not is_per_class(metric):
+        return None
+    stage, kind, cls = metric.split("/", 2)
+    return f"{stage}/{kind}", cls

@@ -81,13 +81,13 @@ def test_rows_and_values(sweep):
     assert rows[3]["overrides"] == ["aug=flip", "trainer.max_epochs=3"]  # from .hydra/overrides.yaml
     varying, common = report.swept_keys(rows)
     assert varying == ["aug"] and common == {"trainer.max_epochs": "3"}
-    assert report.rank_metric(rows) == "test/f1_macro"
+    assert report.selection_metric(rows) == "val/f1_macro_best"  # validation picks, never test
     assert [r["job"] for r in report.failed_rows(rows)] == ["2", "3", "10"]
 
 
 def test_report_files(sweep):
     files = report.write_report(sweep)
-    assert {p.name for p in files.values()} == {"report.md", "report.csv", "report.png"}
+    assert {p.name for p in files.values()} == {"report.md", "report.csv", "report.png", "report_groups.csv"}
     assert all(p.parent == sweep and p.stat().st_size > 0 for p in files.values())
     with open(sweep / "report.csv", newline="") as fh:
         table = list(csv.DictReader(fh))
@@ -102,13 +102,15 @@ def test_report_files(sweep):
     assert t2["status"] == "failed" and "not an option" in t2["error"] and t2["test/acc"] == ""
     assert "test/f1/amur_tiger" not in table[0]  # per-class values stay in the job's own files
     md = (sweep / "report.md").read_text()
-    lines = [ln for ln in md.splitlines() if ln.startswith("| ")]
+    lines = [ln for ln in md.split("\n## ")[0].splitlines() if ln.startswith("| ")]  # the jobs table
     assert len(lines) == 1 + 5  # header + one row per job
     assert "| aug |" in lines[0] and "test/acc" in lines[0] and "gap acc" in lines[0]
     row0 = lines[1].split(" | ")
     assert row0[1] == "none" and "0.8000" in lines[1] and "0.1900" in lines[1] and "completed" in lines[1]
     assert "failed" in lines[3] and "\\|" in md  # a | in an error message cannot break the table
-    assert "Best by `test/f1_macro`: job 1 (strong) = 0.8400" in md
+    assert ("Best by `val/f1_macro_best` (validation; the sweep's optimized_metric): job 1 (aug=strong) = 0.8600; "
+            "test/f1_macro = 0.8400") in md
+    assert "| 1 (best) | strong |" in md and "## Groups" not in md  # no repeated seeds: no group statistics
     assert "Common overrides: `trainer.max_epochs=3`" in md
     assert "job 2" in md and "not an option" in md and "![comparison](report.png)" in md
 

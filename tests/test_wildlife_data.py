@@ -104,3 +104,49 @@ def test_split_order_mixes_classes():
     labels = np.repeat(np.arange(10), 20)
     test = stratified_split(labels, (0.7, 0.1, 0.2), seed=0)["test"]
     assert len(set(labels[test[:8]])) > 2  # the first batch of a limited test pass is not one class
+
+
+# ------------------------------------------------------------------------------------ k-fold
+def test_kfold_keeps_test_fixed_and_partitions_train_val():
+    from cvexp.data.split import stratified_kfold_split
+
+    counts = [50, 60, 70, 80, 90, 100, 40, 30, 20, 10]
+    labels = np.repeat(np.arange(10), counts)
+    plain = stratified_split(labels, (0.7, 0.1, 0.2), seed=3)
+    pool = sorted(plain["train"] + plain["val"])
+    folds = [stratified_kfold_split(labels, k, 5, (0.7, 0.1, 0.2), seed=3) for k in range(5)]
+    for k, f in enumerate(folds):
+        assert f["test"] == plain["test"]  # the test split never moves
+        assert sorted(f["train"] + f["val"]) == pool and not set(f["train"]) & set(f["val"])
+        assert f == stratified_kfold_split(labels, k, 5, (0.7, 0.1, 0.2), seed=3)  # reproducible
+    vals = [set(f["val"]) for f in folds]
+    assert sorted(i for v in vals for i in v) == pool  # every train+val image is val exactly once
+    assert max(map(len, vals)) - min(map(len, vals)) <= 1
+    for cls in range(10):  # stratified: each fold holds 1/5 of every class (within one image)
+        per_fold = [int((labels[sorted(v)] == cls).sum()) for v in vals]
+        assert max(per_fold) - min(per_fold) <= 1 and sum(per_fold) == int((labels[pool] == cls).sum())
+    from sklearn.model_selection import StratifiedKFold  # the same fold sizes per class as scikit-learn's
+
+    y = labels[pool]
+    ref = [np.bincount(y[val], minlength=10) for _, val in StratifiedKFold(5).split(np.zeros(len(y)), y)]
+    assert sorted(map(tuple, ref)) == sorted(tuple(np.bincount(labels[sorted(v)], minlength=10)) for v in vals)
+    with pytest.raises(ValueError):
+        stratified_kfold_split(labels, 5, 5)
+
+
+def test_datamodule_fold_config(demo_root, tmp_path):
+    from cvexp.errors import ConfigError
+
+    plain = _dm(demo_root)
+    plain.setup()
+    dms = [_dm(demo_root, fold=k, num_folds=3, output_dir=str(tmp_path / str(k))) for k in range(3)]
+    for dm in dms:
+        dm.setup()
+        assert sorted(dm.split["test"]) == sorted(plain.split["test"])
+        assert dm.describe()["num_folds"] == 3
+    assert sorted(i for dm in dms for i in dm.split["val"]) == sorted(plain.split["train"] + plain.split["val"])
+    rows = read_split_csv(tmp_path / "1" / "split.csv")  # split.csv records the fold's own split
+    assert len(rows["val"]) == len(dms[1].split["val"])
+    for bad in ({"fold": 1}, {"num_folds": 3}, {"fold": 3, "num_folds": 3}, {"fold": 0, "num_folds": 1}):
+        with pytest.raises(ConfigError, match="data.fold"):
+            _dm(demo_root, **bad)

@@ -1,4 +1,5 @@
-"""Stratified, seeded train/val/test splits that can be written down and read back."""
+"""Stratified, seeded train/val/test splits that can be written down and read back, and stratified
+k-fold cross-validation over train+val with the test split held fixed."""
 
 from __future__ import annotations
 
@@ -34,6 +35,37 @@ def stratified_split(labels: Sequence[int], fractions: Sequence[float] = (0.7, 0
     # a seeded shuffle rather than class order, so that a partial pass (limit_test_batches) is
     # still a mix of classes
     return {s: [v[i] for i in rng.permutation(len(v))] for s, v in out.items()}
+
+
+def stratified_kfold_split(labels: Sequence[int], fold: int, num_folds: int,
+                           fractions: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0) -> dict[str, list[int]]:
+    """Fold `fold` of `num_folds` as train/val/test indices.
+
+    The test split is `stratified_split(labels, fractions, seed)["test"]`, the same for every fold
+    (and the same as without folds). Train+val is dealt into `num_folds` stratified folds: within
+    each class, in a seeded random order, image j goes to fold (j + offset) % num_folds, the
+    offset rotating per class so that fold sizes differ by at most one overall. Fold `fold` is
+    val, the others train; every train+val image is val in exactly one fold.
+    """
+    if num_folds < 2:
+        raise ValueError(f"num_folds must be >= 2, got {num_folds}")
+    if not 0 <= fold < num_folds:
+        raise ValueError(f"fold must be in 0..{num_folds - 1}, got {fold}")
+    labels = np.asarray(labels)
+    base = stratified_split(labels, fractions, seed)
+    pool = np.asarray(sorted(base["train"] + base["val"]), dtype=np.int64)
+    rng = np.random.default_rng([seed, num_folds])
+    out: dict[str, list[int]] = {"train": [], "val": [], "test": list(base["test"])}
+    offset = 0
+    for cls in np.unique(labels[pool]) if len(pool) else []:
+        idx = pool[labels[pool] == cls]
+        idx = idx[rng.permutation(len(idx))]
+        which = (np.arange(len(idx)) + offset) % num_folds
+        offset = (offset + len(idx)) % num_folds
+        out["val"] += idx[which == fold].tolist()
+        out["train"] += idx[which != fold].tolist()
+    return {"train": [out["train"][i] for i in rng.permutation(len(out["train"]))],
+            "val": [out["val"][i] for i in rng.permutation(len(out["val"]))], "test": out["test"]}
 
 
 def write_split_csv(path: str | Path, files: Sequence[str], labels: Sequence[int],

@@ -13,8 +13,8 @@ from torch.utils.data import Dataset
 from cvexp.data.demo_wildlife import write_demo_wildlife
 from cvexp.data.images import is_readable_image, read_rgb
 from cvexp.data.labels import WILDLIFE_CLASSES, normalize_class_name
-from cvexp.data.split import SPLITS, stratified_split, write_split_csv
-from cvexp.data.base import SplitDataModule
+from cvexp.data.split import SPLITS, stratified_kfold_split, stratified_split, write_split_csv
+from cvexp.data.base import SAMPLERS, SplitDataModule
 from cvexp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pipeline
 from cvexp.data.cache import refuse_demo_root
 from cvexp.errors import ConfigError, DataError
@@ -99,6 +99,11 @@ class WildlifeDataModule(SplitDataModule):
     `train_transforms`/`eval_transforms` are lists of albumentations transforms (the `aug` group);
     normalisation with `mean`/`std` and tensor conversion are appended here. The split is
     stratified and seeded, and written to `output_dir/split.csv` when `output_dir` is given.
+
+    `fold`/`num_folds` (both or neither): stratified k-fold cross-validation; the test split stays
+    the one `split` gives, train+val is dealt into `num_folds` stratified folds and fold `fold` is
+    val (cvexp.data.split.stratified_kfold_split). `sampler="balanced"` draws training batches
+    class-balanced, with replacement (cvexp.data.base.BalancedSampler, seeded by `seed`).
     """
 
     task = "classification"
@@ -110,8 +115,21 @@ class WildlifeDataModule(SplitDataModule):
                  split: Sequence[float] = (0.7, 0.1, 0.2), split_seed: int = 0,
                  skip_corrupt: bool = False, verify_images: bool = True,
                  output_dir: str | None = None, seed: int = 0,
-                 num_classes: int | None = None):  # num_classes: checked against class_names by cvexp.engine.build
+                 num_classes: int | None = None,  # checked against class_names by cvexp.engine.build
+                 fold: int | None = None, num_folds: int | None = None, sampler: str | None = None):
         super().__init__()
+        if (fold is None) != (num_folds is None):
+            raise ConfigError(f"data.fold={fold} and data.num_folds={num_folds}: give both for k-fold "
+                              "cross-validation (e.g. data.fold=0 data.num_folds=5), or neither")
+        if num_folds is not None and (num_folds < 2 or not 0 <= fold < num_folds):
+            raise ConfigError(f"data.fold={fold} data.num_folds={num_folds}: need num_folds >= 2 and "
+                              f"fold in 0..{max(num_folds, 2) - 1}")
+        self.fold, self.num_folds = fold, num_folds
+        if sampler is not None and sampler not in SAMPLERS:
+            raise ConfigError(f"data.sampler={sampler!r} is not allowed: choose one of {', '.join(SAMPLERS)}, "
+                              "or null for a plain shuffle")
+        self.sampler = sampler
+        self.seed = 0 if seed is None else int(seed)
         self.root = root
         self.class_names = list(class_names or WILDLIFE_CLASSES)
         self.image_size = int(image_size)
@@ -158,7 +176,11 @@ class WildlifeDataModule(SplitDataModule):
                 files, labels = [files[i] for i in keep], [labels[i] for i in keep]
             self.skipped = bad
         self.files, self.labels = files, labels
-        self.split = stratified_split(labels, self.split_fractions, self.split_seed)
+        if self.num_folds is not None:
+            self.split = stratified_kfold_split(labels, self.fold, self.num_folds, self.split_fractions,
+                                                self.split_seed)
+        else:
+            self.split = stratified_split(labels, self.split_fractions, self.split_seed)
         if self.output_dir:
             out = Path(self.output_dir)
             out.mkdir(parents=True, exist_ok=True)
@@ -179,8 +201,9 @@ class WildlifeDataModule(SplitDataModule):
 
     def describe(self) -> dict:
         self.setup()
+        folds = {"fold": self.fold, "num_folds": self.num_folds} if self.num_folds else {}
         return {s: len(self.split[s]) for s in SPLITS} | {"classes": self.num_classes,
-                                                          "skipped": len(self.skipped)}
+                                                          "skipped": len(self.skipped)} | folds
 
 
 class DemoWildlifeDataModule(WildlifeDataModule):

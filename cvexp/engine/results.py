@@ -46,6 +46,16 @@ def log_images(trainer: pl.Trainer, images: dict[str, Path]) -> None:
                 lg.experiment.add_image(key, img, dataformats="HWC")
 
 
+def result_images(files: dict[str, Path]) -> dict[str, Path]:
+    """The run's pictures for the loggers: every PNG the task wrote (confusion matrix; for
+    segmentation the prediction and failure panels) as `test/<name>`, and the learning curves."""
+    out = {f"test/{k}": Path(v) for k, v in files.items()
+           if k != "learning_curves" and v is not None and str(v).endswith(".png")}
+    if files.get("learning_curves"):
+        out["learning_curves"] = Path(files["learning_curves"])
+    return out
+
+
 def finite_metrics(metrics: dict) -> dict[str, float]:
     out = {}
     for k, v in metrics.items():
@@ -69,8 +79,7 @@ def write_run_results(out: Path, module: pl.LightningModule, trainer: pl.Trainer
     files.update(module.write_results(out, datamodule))
     write_json(out / METRICS_FILE, metrics)
     files["metrics"] = out / METRICS_FILE
-    log_images(trainer, {"test/confusion_matrix": files.get("confusion_matrix"),
-                         "learning_curves": files.get("learning_curves")})
+    log_images(trainer, result_images(files))
     print_summary(out, metrics)
     return files
 

@@ -65,6 +65,9 @@ class DataSchema:
     label_level: int = rule(choices=(1, 2, 3))
     skip_corrupt: bool = rule()
     verify_images: bool = rule()
+    fold: Optional[int] = rule(ge=0, note="k-fold: the fold used as val, 0..num_folds-1; null = no folds")
+    num_folds: Optional[int] = rule(ge=2, note="k-fold: how many folds; null = no folds")
+    sampler: Optional[str] = rule(choices=("balanced",), note="null = a plain shuffle")
 
 
 @dataclass
@@ -79,6 +82,8 @@ class TaskSchema:
     label_smoothing: Number = rule(ge=0, le=1)
     l2_penalty: Number = rule(ge=0)
     dice_weight: Number = rule(ge=0)
+    class_weights: Optional[Union[str, list]] = rule(
+        each_ge=0, note="balanced, null, or one number >= 0 per class")
 
 
 @dataclass

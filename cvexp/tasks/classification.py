@@ -1,17 +1,25 @@
-"""Image classification: cross-entropy, Adam by default, torchmetrics per stage."""
+"""Image classification: cross-entropy (optionally class-weighted), Adam by default, torchmetrics
+per stage; the test stage adds per-class F1 and recall and the macro recall."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 from torchmetrics import MaxMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+from torchmetrics.classification import (MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score,
+                                         MulticlassRecall)
 
 from cvexp import losses
 from cvexp import metric_names as M
+from cvexp.errors import ConfigError
 from cvexp.tasks.base import TaskModule
+
+log = logging.getLogger(__name__)
+
+BALANCED = "balanced"
 
 
 def classification_metrics(num_classes: int) -> MetricCollection:
@@ -24,19 +32,34 @@ def classification_metrics(num_classes: int) -> MetricCollection:
 
 class ClassificationModule(TaskModule):
     """Wraps any classifier `net` with `forward_features`/`forward_head` (see TaskModule for the
-    optimizer, scheduler and L2 arguments)."""
+    optimizer, scheduler and L2 arguments).
+
+    `class_weights` weights the cross-entropy per class (losses.cross_entropy): None (plain),
+    "balanced" (n_samples / (n_classes * count) from the training split's labels, computed when
+    training starts, as scikit-learn's compute_class_weight), or one number per class. The weights
+    are a buffer, saved with every checkpoint; val/test losses use them too."""
 
     task = "classification"
 
     def __init__(self, net: nn.Module, class_names: Sequence[str], optimizer: Callable | None = None,
                  scheduler: Callable | None = None, scheduler_interval: str = "epoch",
-                 label_smoothing: float = 0.0, l2_penalty: float = 0.0, monitor: str = M.VAL_F1_MACRO):
+                 label_smoothing: float = 0.0, l2_penalty: float = 0.0, monitor: str = M.VAL_F1_MACRO,
+                 class_weights: str | Sequence[float] | None = None):
         super().__init__(net, class_names, optimizer, scheduler, scheduler_interval, l2_penalty, monitor)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.label_smoothing = label_smoothing
+        self.class_weights_mode = _class_weights_mode(class_weights, self.class_names)
+        if self.class_weights_mode is not None:
+            w = torch.ones(self.num_classes) if self.class_weights_mode == BALANCED else \
+                torch.tensor([float(v) for v in class_weights])
+            self.register_buffer("class_weight", w)
+        else:
+            self.class_weight = None
         # ModuleDict keys may not shadow nn.Module attributes ("train"), hence the "_m" suffix
         self.metrics = nn.ModuleDict({f"{s}_m": classification_metrics(self.num_classes) for s in M.STAGES})
         self.f1_per_class = MulticlassF1Score(self.num_classes, average=None)
+        self.recall_per_class = MulticlassRecall(self.num_classes, average=None)
+        self.recall_macro = MulticlassRecall(self.num_classes, average="macro")
         self.confmat = nn.ModuleDict({f"{s}_m": MulticlassConfusionMatrix(self.num_classes) for s in (M.VAL, M.TEST)})
         self.val_f1_best = MaxMetric()
 
@@ -48,8 +71,32 @@ class ClassificationModule(TaskModule):
             self.val_f1_best.max_value = state["val_f1_best"].to(self.val_f1_best.max_value)
             self.val_f1_best._update_count = 1
 
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.class_weights_mode == BALANCED:
+            dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+            if dm is None:
+                raise ConfigError("task.class_weights=balanced needs a data module (trainer.fit(module, "
+                                  "datamodule=...)) to count the training labels")
+            self.set_balanced_weights(dm)
+
+    def set_balanced_weights(self, datamodule) -> torch.Tensor:
+        """class_weight = n / (C * count_c) over the training split of `datamodule`."""
+        labels = datamodule.split_labels("train") if hasattr(datamodule, "split_labels") else None
+        if labels is None:
+            raise ConfigError("task.class_weights=balanced needs the training labels, which this data "
+                              "module does not list; give task.class_weights=[w1, w2, ...]")
+        try:
+            w = losses.balanced_class_weights(labels, self.num_classes)
+        except ValueError as e:
+            raise ConfigError(f"task.class_weights=balanced: {e}") from None
+        self.class_weight.copy_(w.to(self.class_weight))
+        log.info("class weights (balanced): %s", ", ".join(
+            f"{n}={v:.3f}" for n, v in zip(self.class_names, w.tolist())))
+        return self.class_weight
+
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.regularized(losses.cross_entropy(logits, y, label_smoothing=self.label_smoothing))
+        return self.regularized(losses.cross_entropy(logits, y, label_smoothing=self.label_smoothing,
+                                                     weight=self.class_weight))
 
     def _step(self, batch, stage: str):
         x, y = batch
@@ -61,6 +108,8 @@ class ClassificationModule(TaskModule):
             self.confmat[f"{stage}_m"].update(preds, y)
         if stage == M.TEST:
             self.f1_per_class.update(preds, y)
+            self.recall_per_class.update(preds, y)
+            self.recall_macro.update(preds, y)
         on_step = stage == M.TRAIN
         self.log(M.name(stage, M.LOSS), loss, on_step=on_step, on_epoch=True, prog_bar=True,
                  batch_size=x.shape[0], sync_dist=stage != M.TRAIN)
@@ -94,10 +143,13 @@ class ClassificationModule(TaskModule):
 
     def on_test_epoch_end(self):
         self._log_epoch(M.TEST)
-        per_class = self.f1_per_class.compute()
-        self.f1_per_class.reset()
-        for name, v in zip(self.class_names, per_class):
-            self.log(M.per_class(M.TEST, "f1", name), v)
+        self.log(M.TEST_RECALL_MACRO, self.recall_macro.compute())
+        self.recall_macro.reset()
+        for metric, kind in ((self.f1_per_class, M.F1), (self.recall_per_class, M.RECALL)):
+            per_class = metric.compute()
+            metric.reset()
+            for name, v in zip(self.class_names, per_class):
+                self.log(M.per_class(M.TEST, kind, name), v)
         self.test_confusion = self.confmat[f"{M.TEST}_m"].compute().cpu()
         self.confmat[f"{M.TEST}_m"].reset()
 
@@ -115,3 +167,20 @@ class ClassificationModule(TaskModule):
         feats = self.net.forward_features(x)
         logits = self.net.forward_head(feats)
         return {"features": feats, "probs": logits.softmax(1), "labels": y}
+
+
+def _class_weights_mode(class_weights, class_names: Sequence[str]) -> str | None:
+    """None, "balanced" or "explicit", after checking the value (one-line ConfigError)."""
+    if class_weights is None:
+        return None
+    if isinstance(class_weights, str):
+        if class_weights != BALANCED:
+            raise ConfigError(f"task.class_weights={class_weights!r} is not allowed: use balanced, null, or "
+                              f"one number per class ({len(class_names)})")
+        return BALANCED
+    values = list(class_weights)
+    if len(values) != len(class_names) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise ConfigError(f"task.class_weights={values} is not allowed: give {len(class_names)} numbers >= 0, "
+                          f"one per class in the order {', '.join(class_names)}; or balanced")
+    return "explicit"
