@@ -1,9 +1,12 @@
 """`python -m cvexp.cross_eval ckpts=[A.ckpt,B.ckpt] datasets=[idd,cityscapes] space=cityscapes`
+`    "roots={idd: /data/IDD_Segmentation, cityscapes: /data/cityscapes}"`
 
 Evaluates every checkpoint on every dataset in one shared label space and writes a
 train-on x test-on table (cross_dataset.csv / .md, mIoU or accuracy) and, for segmentation, a
 per-class IoU comparison plot per checkpoint. Each evaluation keeps its full eval outputs in
-`<run dir>/<checkpoint label>/<dataset>/`.
+`<run dir>/<checkpoint label>/<dataset>/`. Each dataset reads its own root: `roots` maps data option
+names to folders (passed as that evaluation's `paths.data_dir`); the others read `paths.data_dir`.
+After training, `cross_eval.roots` in the train config does the same.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -44,15 +47,38 @@ def checkpoint_label(ckpt: dict, path: str) -> str:
     return f"{model}@{trained_on}" if model else str(trained_on)
 
 
+def dataset_roots(parent: DictConfig, datasets: Sequence[str], roots: Mapping | None = None) -> dict[str, str]:
+    """Each dataset's root: `roots[name]` (given, else the config's `roots` or `cross_eval.roots`),
+    else `paths.data_dir`. A name in `roots` that is not evaluated is refused (a typo would
+    otherwise send that dataset to paths.data_dir silently)."""
+    if roots is None:
+        roots = parent.get("roots") or (parent.get("cross_eval") or {}).get("roots") or {}
+    roots = {str(k): str(v) for k, v in dict(roots).items() if v is not None}
+    unknown = [k for k in roots if k not in datasets]
+    if unknown:
+        raise ConfigError(f"roots names {', '.join(unknown)}, which is not among the datasets "
+                          f"[{', '.join(datasets)}]; key roots by the data option names")
+    return {name: roots.get(name, str(parent.paths.data_dir)) for name in datasets}
+
+
+def _override_value(value: str) -> str:
+    """A path as a Hydra override value (quoted when it holds characters the grammar reserves)."""
+    if any(c in value for c in " ,[]{}()='\""):
+        return "'" + value.replace("'", "\\'") + "'"
+    return value
+
+
 def evaluate_grid(ckpt_paths: Sequence[str], datasets: Sequence[str], space: str | None, out: Path,
-                  parent: DictConfig, overrides: Sequence[str] = ()) -> list[dict]:
+                  parent: DictConfig, overrides: Sequence[str] = (), roots: Mapping | None = None) -> list[dict]:
     """One eval run per (checkpoint, dataset) under `out`; returns the table rows. `overrides`
-    go to every evaluation's config (e.g. `data.batch_size=2`)."""
+    go to every evaluation's config (e.g. `data.batch_size=2`); `roots` gives datasets their own
+    folders (see `dataset_roots`)."""
     from cvexp.checkpoint import load_run_checkpoint
     from cvexp.eval import evaluate
 
     if not ckpt_paths or not datasets:
         raise ConfigError("cross evaluation needs ckpts=[...] and datasets=[...] (data config names, e.g. demo_idd)")
+    data_dirs = dataset_roots(parent, datasets, roots)
     out.mkdir(parents=True, exist_ok=True)
     rows, per_class = [], {}
     for path in ckpt_paths:
@@ -63,7 +89,8 @@ def evaluate_grid(ckpt_paths: Sequence[str], datasets: Sequence[str], space: str
         del ckpt
         for name in datasets:
             job_overrides = [f"data={name}", f"ckpt_path={path}", "logger=none",
-                             f"paths.cache_dir={parent.paths.cache_dir}", f"paths.data_dir={parent.paths.data_dir}",
+                             f"paths.cache_dir={parent.paths.cache_dir}",
+                             f"paths.data_dir={_override_value(data_dirs[name])}",
                              *([f"space={space}"] if space else []), *overrides]
             with _hydra_ready():
                 try:

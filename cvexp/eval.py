@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cvexp.checkpoint import load_run_checkpoint
 from cvexp.engine import build, entry, results
-from cvexp.errors import CheckpointError
+from cvexp.errors import CheckpointError, ConfigError
 
 log = logging.getLogger("cvexp.eval")
 
@@ -30,18 +30,27 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     build.merge_checkpoint_data(cfg, train_cfg)
     with open_dict(cfg):
         cfg.data.output_dir = str(out)
+        eval_mode = cfg.task.get("eval") if cfg.get("task") else None  # eval_mode=... / task.eval.* given here
         cfg.task = train_cfg.task
+        if eval_mode is not None:
+            if module.task != "segmentation":
+                raise ConfigError(f"eval_mode / task.eval set how segmentation is scored; {cfg.ckpt_path} is a "
+                                  f"{module.task} checkpoint")
+            cfg.task.eval = OmegaConf.merge(cfg.task.get("eval") or {}, eval_mode)
         if module.task == "segmentation" and cfg.get("space"):
             cfg.data.target_space = cfg.space  # the data's masks into the shared space
             cfg.data.num_classes = None  # now the target space's; the data module knows it
     dm = build.build_datamodule(cfg)
     check_task(module, dm, cfg.ckpt_path)
+    split = cfg.get("split", "test")
+    if module.task == "segmentation":  # (after build_datamodule: debug=fast may have capped task.eval)
+        module.set_eval_mode(cfg.task.get("eval"))
+        module.scored_split = split
     dm.setup("test")
-    module.adapt_to(dm)  # e.g. the model's predictions into the data's label space
+    module.adapt_to(dm)  # e.g. the model's predictions into the data's label space, masks at its eval resolution
     module.check_compatible(dm, cfg.ckpt_path)
     OmegaConf.save(build.resolved_container(cfg), out / "config.yaml")
     trainer = build.build_trainer(cfg)
-    split = cfg.get("split", "test")
     loader = dm.test_dataloader() if split == "test" else dm.loader(split, augment=False, shuffle=False)
     trainer.test(module, dataloaders=loader)
     metrics = results.finite_metrics({k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")})

@@ -33,8 +33,13 @@ def test_run_dir_has_tables_and_pictures(idd_run):
     for key in (M.TEST_MIOU, "test/pixel_acc", "test/mean_precision", "test/mean_recall", M.VAL_MIOU_BEST):
         assert key in metrics, key
     for name in ("per_class.csv", "per_image.csv", "confusion_matrix.png", "confused_pairs.csv", "predictions.png",
-                 "failures_lowest_miou.png", "failures.csv", "learning_curves.png", "checkpoints/best.ckpt"):
+                 "failures_lowest_miou.png", "failures.csv", "learning_curves.png", "checkpoints/best.ckpt",
+                 "evaluation.json"):
         assert (run / name).is_file(), name
+    # how it was scored, and that test/* are val numbers (the demo, like IDD, has no test labels)
+    record = json.loads((run / "evaluation.json").read_text())
+    assert record["mode"] == "resized" and record["base_size"] == 64 and record["test_is_val"] is True
+    assert json.loads((run / "metrics.json").read_text())["test/is_val"] == 1.0
     rows = list(csv.DictReader(open(run / "per_class.csv")))
     assert len(rows) == 26 and rows[0]["class_name"] == "road"
     assert {"iou", "precision", "recall", "truth_pixels", "predicted_pixels"} <= set(rows[0])
@@ -63,6 +68,20 @@ def test_eval_in_domain_reproduces_test_metrics(idd_run, tmp_path):
                          run_dir=tmp_path / "eval", log_dir=tmp_path)
     got = evaluate(cfg)
     assert got[M.TEST_MIOU] == pytest.approx(metrics[M.TEST_MIOU], abs=1e-6)
+
+
+def test_eval_mode_given_to_the_evaluation_of_a_checkpoint(idd_run, tmp_path):
+    from cvexp.eval import evaluate
+
+    run, _ = idd_run
+    cfg = compose_config("eval", [f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", "logger=none", "eval_mode=sliding",
+                                  "task.eval.crop=32", "task.eval.stride=16", "split=val"],
+                         run_dir=tmp_path / "eval", log_dir=tmp_path)
+    got = evaluate(cfg)
+    record = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert record["mode"] == "sliding" and record["crop"] == [32, 32] and record["stride"] == [16, 16]
+    assert record["labels"] == "original size" and record["scored_split"] == "val" and record["test_is_val"]
+    assert got["test/is_val"] == 1.0 and 0 <= got[M.TEST_MIOU] <= 1
 
 
 def test_eval_maps_predictions_into_the_datas_space(idd_run, tmp_path):
@@ -107,6 +126,8 @@ def test_vainf_checkpoint_zero_shot_on_idd_layout(tmp_path):
     assert len(list(csv.DictReader(open(tmp_path / "run" / "per_class.csv")))) == 19
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())[M.TEST_MIOU] == pytest.approx(
         metrics[M.TEST_MIOU])
+    record = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert record["mode"] == "full" and record["labels"] == "original size"  # the experiment's default
 
 
 def test_classification_task_on_segmentation_data_is_refused(tmp_path):

@@ -8,6 +8,11 @@ Batch format (a dict, collated by the default collate):
               `image_17`),
      "index": int64 (B,) positions in `dm.dataset(split).samples`, whose `image`/`mask` are the paths}
 
+With `set_eval_resolution("original")` (what the segmentation task asks for in its `full` and
+`sliding` evaluation modes) val/test samples are served at their files' own size, normalised and
+nothing else (no `base_size`, no eval transforms); a batch of images of different sizes is padded
+(image 0, mask 255) to the largest and carries `"size"`: int64 (B, 2), each sample's own (h, w).
+
 Augmentations are albumentations transforms applied JOINTLY to image and mask
 (`Compose(...)(image=img, mask=mask)`): geometric ones move both (masks resized nearest, padding
 filled with 255 where the config says `fill_mask: 255`), photometric ones touch the image only.
@@ -32,7 +37,7 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from cvexp.data import cityscapes, idd
 from cvexp.data.cache import refuse_demo_root
@@ -49,6 +54,23 @@ log = logging.getLogger(__name__)
 
 LAYOUTS = ("idd", "idd_flat", "cityscapes")
 DEFAULT_SPLIT_DIRS = {"train": "train", "val": "val", "test": "val"}  # test labels are not public
+EVAL_RESOLUTIONS = ("base", "original")
+
+
+def pad_collate(items: Sequence[dict]) -> dict:
+    """Samples of different sizes in one batch: images padded with 0 and masks with 255 (ignored)
+    at the bottom/right to the largest, plus `"size"` (B, 2), each sample's own (h, w)."""
+    h = max(int(it["image"].shape[-2]) for it in items)
+    w = max(int(it["image"].shape[-1]) for it in items)
+    images = items[0]["image"].new_zeros((len(items), items[0]["image"].shape[0], h, w))
+    masks = torch.full((len(items), h, w), IGNORE_INDEX, dtype=torch.long)
+    for j, it in enumerate(items):
+        ih, iw = it["image"].shape[-2:]
+        images[j, :, :ih, :iw] = it["image"]
+        masks[j, :ih, :iw] = it["mask"]
+    return {"image": images, "mask": masks, "id": [it["id"] for it in items],
+            "index": torch.tensor([int(it["index"]) for it in items], dtype=torch.long),
+            "size": torch.tensor([tuple(it["image"].shape[-2:]) for it in items], dtype=torch.long)}
 
 
 def native_space(layout: str, label_level: int = 3) -> str:
@@ -174,6 +196,8 @@ class SegmentationDataModule(SplitDataModule):
         eval_list = eval_transforms if eval_transforms is not None else default_transforms(False)
         self.train_tf = build_pipeline(base + list(train_list), self.mean, self.std)
         self.eval_tf = build_pipeline(base + list(eval_list), self.mean, self.std)
+        self.original_tf = build_pipeline([], self.mean, self.std)  # val/test at the files' own size
+        self.eval_resolution = "base"
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.split_dirs = dict(split_dirs or DEFAULT_SPLIT_DIRS)
@@ -205,6 +229,18 @@ class SegmentationDataModule(SplitDataModule):
     @property
     def ignore_index(self) -> int:
         return IGNORE_INDEX
+
+    @property
+    def test_is_val(self) -> bool:
+        """The test split reads the val folder (IDD and Cityscapes publish no test labels)."""
+        return self.layout != "idd_flat" and self.split_dirs.get("test") == self.split_dirs.get("val")
+
+    def set_eval_resolution(self, resolution: str) -> None:
+        """`base`: val/test images and masks brought to `base_size` with the eval transforms (the
+        default); `original`: at the files' own size (the task's `full`/`sliding` evaluation)."""
+        if resolution not in EVAL_RESOLUTIONS:
+            raise ConfigError(f"eval resolution {resolution!r}; use one of {', '.join(EVAL_RESOLUTIONS)}")
+        self.eval_resolution = resolution
 
     def file_spaces(self) -> tuple[str, ...]:
         """The label spaces this layout's mask files can hold (`SegSample.mask_space`)."""
@@ -254,6 +290,10 @@ class SegmentationDataModule(SplitDataModule):
         if self.splits:
             return
         self.splits = self._discover()
+        if self.test_is_val:
+            log.warning("test = val for %s: without test labels (IDD and Cityscapes publish none) the test/* metrics "
+                        "are measured on the val images (%s/), the ones that also choose the best checkpoint; "
+                        "metrics.json records test/is_val = 1", self._dataset_name(), self.split_dirs["val"])
         if self.output_dir:
             out = Path(self.output_dir)
             out.mkdir(parents=True, exist_ok=True)
@@ -261,6 +301,9 @@ class SegmentationDataModule(SplitDataModule):
                 w = csv.writer(fh)
                 w.writerow(["split", "id", "image", "mask"])
                 w.writerows((s, x.id, x.image, x.mask) for s in SPLITS for x in self.splits[s])
+
+    def _dataset_name(self) -> str:
+        return {"idd": "IDD", "cityscapes": "Cityscapes"}.get(self.layout, self.layout)
 
     def samples(self, split: str) -> list[SegSample]:
         self.setup()
@@ -273,8 +316,19 @@ class SegmentationDataModule(SplitDataModule):
             raise ValueError(f"unknown split {split!r}")
         self.setup()
         augment = split == "train" if augment is None else augment
-        return SegmentationDataset(self.splits[split], self.train_tf if augment else self.eval_tf,
-                                   self.luts(), self.jpeg_table)
+        tf = self.train_tf if augment else self.original_tf if self.eval_resolution == "original" else self.eval_tf
+        return SegmentationDataset(self.splits[split], tf, self.luts(), self.jpeg_table)
+
+    def loader(self, split: str, augment: bool | None = None, shuffle: bool | None = None) -> DataLoader:
+        """As `SplitDataModule.loader`; un-augmented loaders at the original resolution pad each
+        batch to its largest image (`pad_collate`)."""
+        augment_ = split == "train" if augment is None else augment
+        if augment_ or self.eval_resolution != "original":
+            return super().loader(split, augment, shuffle)
+        shuffle = split == "train" if shuffle is None else shuffle
+        return DataLoader(self.dataset(split, augment=False), batch_size=self.batch_size, shuffle=shuffle,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          pin_memory=torch.cuda.is_available(), collate_fn=pad_collate)
 
     def describe(self) -> dict:
         self.setup()
@@ -297,6 +351,9 @@ class DemoStreetsDataModule(SegmentationDataModule):
         kwargs["root"] = str(self.demo_dir / layout)
         super().__init__(layout=layout, **kwargs)
         self.n_train, self.n_val, self.demo_seed = int(n_train), int(n_val), int(demo_seed)
+
+    def _dataset_name(self) -> str:
+        return f"the demo street scenes (in the {super()._dataset_name()} layout)"
 
     def _write(self) -> Path:
         return write_demo_streets(self.demo_dir, self.n_train, self.n_val, self.demo_seed)

@@ -14,6 +14,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cvexp.data.transforms import resolve_input_config
+from cvexp.engine.hardware import fit_to_machine
 from cvexp.errors import CheckpointError, ConfigError
 
 log = logging.getLogger("cvexp")
@@ -61,6 +62,7 @@ def resolve_inputs(cfg: DictConfig) -> None:
 
 
 def build_datamodule(cfg: DictConfig, **overrides):
+    fit_to_machine(cfg)  # GPU-only settings on a CPU, debug=fast caps: in place, one log line (hardware.py)
     train_tf = instantiate(cfg.aug.train, _convert_="all") if cfg.get("aug") and "train" in cfg.aug else None
     eval_tf = instantiate(cfg.aug.eval, _convert_="all") if cfg.get("aug") and "eval" in cfg.aug else None
     # partial first, then Python objects as plain arguments (Hydra would turn them into config nodes)
@@ -106,6 +108,7 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list | None = None):
     written atomically (cvexp.checkpoint.save_file)."""
     from cvexp.checkpoint import atomic_checkpoint_io
 
+    fit_to_machine(cfg)  # (a no-op when build_datamodule has done it)
     callbacks = build_dict(cfg.get("callbacks")) + list(extra_callbacks or [])
     loggers = build_dict(cfg.get("logger"))
     extra = cfg.trainer.get("plugins")
