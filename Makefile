@@ -21,10 +21,10 @@ demo: setup
 	$(BIN)/python -m cvexp $(ARGS)
 
 test: setup
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q --durations=15 $(ARGS)
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+	$(BIN)/python -m pytest -q --durations=15 tests/unit $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

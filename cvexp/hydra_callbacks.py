@@ -4,7 +4,7 @@
 holds a finished run (single runs) or an earlier sweep (multiruns), or that cannot be created or
 written, is refused with one line and exit code 2, so nothing of a finished run is overwritten.
 
-`SweepReport` writes the sweep report (report.md, report.csv, report.png; cvexp.analysis.report)
+`SweepReport` writes the sweep report (report.md, report.csv, report.png; cvexp.analysis.sweep_report)
 into the multirun directory when a sweep ends, then, if any job failed, logs which ones and why
 and makes the process exit with code 1, after the report is written. `python -m cvexp.report DIR`
 rebuilds the same report by hand.
@@ -129,7 +129,7 @@ class SweepReport(Callback):
         self._restore_group()
         if not self.enabled or sweep_dir is None or not sweep_dir.is_dir():
             return
-        from cvexp.analysis import report
+        from cvexp.analysis import sweep_report as report
 
         rows = report.collect_rows(sweep_dir)
         files = {}

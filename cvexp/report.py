@@ -25,7 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cvexp.analysis import report
+from cvexp.analysis import sweep_report as report
 
 
 def build_parser() -> argparse.ArgumentParser:

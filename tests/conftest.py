@@ -102,3 +102,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def pytest_collection_modifyitems(config, items):
+    """tests/e2e: training runs and subprocesses (still run in CI); tests/unit: neither, under a
+    minute in all. Everything in e2e is marked `slow`, so `-m "not slow"` = the unit folder."""
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.slow)

@@ -225,7 +225,7 @@ def _report_stopped_sweep() -> None:
     not run), listing finished and interrupted jobs."""
     try:
         sweep_dir = Path(HydraConfig.get().sweep.dir)
-        from cvexp.analysis import report
+        from cvexp.analysis import sweep_report as report
 
         files = report.write_report(sweep_dir)
         print(f"sweep stopped; report: {files['md']}", file=sys.stderr)

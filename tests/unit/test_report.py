@@ -7,11 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 from omegaconf import OmegaConf
 
 from cvexp import report as report_cli
-from cvexp.analysis import report
+from cvexp.analysis import sweep_report as report
 from cvexp.hydra_callbacks import GROUP_ENV, SweepReport
 
 
@@ -190,32 +189,3 @@ def test_wandb_group_is_the_sweep(compose_cfg, monkeypatch):
 def test_sweep_callback_is_registered(compose_cfg):
     cfg = compose_cfg("train")
     assert cfg.hydra.callbacks.sweep_report._target_ == "cvexp.hydra_callbacks.SweepReport"
-
-
-@pytest.mark.slow
-def test_real_multirun_with_a_failing_job(tmp_path):
-    sweep = tmp_path / "sweep"
-    r = run_cli(["-m", "cvexp", "-m", "debug=fast", "data.n_images=200", "data.image_size=32", "logger=none",
-                 "callbacks.progress_bar=null", "model.activation=relu,bogus", f"hydra.sweep.dir={sweep}"])
-    assert r.returncode == 1, r.stderr[-3000:]  # a job failed: the sweep says so by its exit code ...
-    log = r.stdout + r.stderr
-    assert "1 of 2 job(s) of the sweep did not complete" in log and "bogus" in log
-    for f in ("report.md", "report.csv", "report.png"):  # ... after writing the report
-        assert (sweep / f).is_file(), f
-    with open(sweep / "report.csv", newline="") as fh:
-        table = list(csv.DictReader(fh))
-    assert [(t["job"], t["model.activation"], t["status"]) for t in table] == [
-        ("0", "relu", "completed"), ("1", "bogus", "failed")]
-    saved = json.loads((sweep / "0" / "metrics.json").read_text())
-    for k in ("test/acc", "test/f1_macro", "test/f1_weighted", "val/f1_macro_best"):
-        assert float(table[0][k]) == pytest.approx(saved[k])
-    assert table[0]["epochs"] == "1" and float(table[0]["wall_time_s"]) > 0
-    assert table[0]["gap/acc"] != "" and table[0]["gap/loss"] != ""
-    assert "unknown activation 'bogus'" in table[1]["error"] and table[1]["test/acc"] == ""
-    md = (sweep / "report.md").read_text()
-    assert "| 0 | relu |" in md and "| 1 | bogus |" in md and "Common overrides: `debug=fast`" in md
-    # rebuilding by hand gives the same table
-    (sweep / "report.csv").unlink()
-    assert report_cli.main([str(sweep)]) == 0
-    with open(sweep / "report.csv", newline="") as fh:
-        assert list(csv.DictReader(fh)) == table

@@ -5,12 +5,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import recall_score
 from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 
 from cvexp import losses
-from cvexp import metric_names as M
 from cvexp.data.base import BalancedSampler
 from cvexp.data.demo_wildlife import write_demo_wildlife
 from cvexp.data.wildlife import WildlifeDataModule
@@ -133,23 +131,3 @@ def test_schema_checks_the_new_keys(compose_cfg):
                      ("data.fold=-1", "data.fold"), ("task.class_weights=[1,-2]", "task.class_weights")):
         with pytest.raises(ConfigError, match=key):
             validate(compose_cfg("train", [bad]))
-
-
-def test_test_pass_logs_per_class_recall(one_thread):
-    import pytorch_lightning as pl
-    from torch.utils.data import DataLoader, TensorDataset
-
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(40, 4, generator=g), torch.randint(0, 3, (40,), generator=g)
-    m = ClassificationModule(TinyNet(), ["a", "b", "c"])
-    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
-                         enable_checkpointing=False, accelerator="cpu")
-    trainer.test(m, DataLoader(TensorDataset(x, y), batch_size=16), verbose=False)
-    with torch.no_grad():
-        pred = m(x).argmax(1).numpy()
-    got = trainer.callback_metrics
-    ref = recall_score(y.numpy(), pred, average=None, labels=[0, 1, 2], zero_division=0)
-    for i, name in enumerate("abc"):
-        assert float(got[M.per_class(M.TEST, M.RECALL, name)]) == pytest.approx(ref[i], abs=1e-6)
-    assert float(got[M.TEST_RECALL_MACRO]) == pytest.approx(recall_score(y.numpy(), pred, average="macro"), abs=1e-6)
-    assert M.per_class(M.TEST, M.F1, "a") in got

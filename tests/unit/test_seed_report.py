@@ -14,7 +14,8 @@ from scipy import stats as sps
 from test_report import write_job
 
 from cvexp import report as report_cli
-from cvexp.analysis import report, stats
+from cvexp.analysis import stats
+from cvexp.analysis import sweep_report as report
 from cvexp.hydra_callbacks import RUN_NAME_ENV, SweepReport, run_name
 
 CLASSES = ("amur_leopard", "people")
