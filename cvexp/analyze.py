@@ -28,7 +28,6 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cvexp.engine import build, entry, results, rundir
@@ -67,7 +66,8 @@ def prepare(cfg: DictConfig):
     if user_data is None or "_target_" not in user_data:
         raise ConfigError("without a checkpoint the data is not known: add data=demo_wildlife or data=wildlife")
     build.resolve_inputs(cfg)
-    net = instantiate(cfg.model)
+    classes = build.build_datamodule(cfg).num_classes  # the data module knows its classes
+    net = build.build_model(cfg.model, classes)
     pretrained = bool(cfg.model.get("weights") or cfg.model.get("pretrained"))
     how = "pretrained, before fine-tuning" if pretrained else "random init, untrained"
     title = cfg.get("title") or f"{model_name(cfg.model)}, {how}"

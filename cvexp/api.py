@@ -43,7 +43,6 @@ def load_checkpoint(path: str | os.PathLike, data: dict | None = None) -> Run:
 def build_run(config: Any) -> Run:
     """Untrained task module and data module from a run config (a dict, a DictConfig or a path to
     a run's config.yaml) with `data`, `model`, `task` and optionally `aug`, `optimizer`, `scheduler`."""
-    from hydra.utils import instantiate
     from omegaconf import DictConfig, OmegaConf
 
     from cvexp.checkpoint import check_targets
@@ -55,6 +54,7 @@ def build_run(config: Any) -> Run:
     check_targets(OmegaConf.to_container(cfg, resolve=True), "the run config")
     build.resolve_inputs(cfg)
     dm = build.build_datamodule(cfg)
-    module = build.build_task(cfg.task, net=instantiate(cfg.model), optimizer=build.optional(cfg.get("optimizer")),
+    net = build.build_model(cfg.model, dm.num_classes)
+    module = build.build_task(cfg.task, net=net, optimizer=build.optional(cfg.get("optimizer")),
                               scheduler=build.optional(cfg.get("scheduler")), **build.task_objects(dm))
     return Run(module, dm, cfg)

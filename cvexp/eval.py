@@ -39,7 +39,6 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             cfg.task.eval = OmegaConf.merge(cfg.task.get("eval") or {}, eval_mode)
         if module.task == "segmentation" and cfg.get("space"):
             cfg.data.target_space = cfg.space  # the data's masks into the shared space
-            cfg.data.num_classes = None  # now the target space's; the data module knows it
     dm = build.build_datamodule(cfg)
     check_task(module, dm, cfg.ckpt_path)
     split = cfg.get("split", "test")

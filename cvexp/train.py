@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from cvexp import signals
@@ -42,7 +41,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     dm = build.build_datamodule(cfg)
     dm.setup("fit")  # data problems surface now, as one-line errors, before any model is built
     build.check_task_matches_data(cfg.task, dm, choices)
-    net = instantiate(cfg.model)
+    net = build.build_model(cfg.model, dm.num_classes)  # the data module knows its classes
     module = build.build_task(cfg.task, net=net, optimizer=build.optional(cfg.get("optimizer")),
                               scheduler=build.optional(cfg.get("scheduler")), **build.task_objects(dm))
     if ckpt_path:

@@ -9,7 +9,8 @@ eval transforms (no augmentation, fixed order) and keeps all four per image:
     fs.probs.shape      # (N, C)
     fs.preds, fs.confidence, fs.paths[i]
 
-Large splits can be capped with `max_images`: a seeded, class-stratified subset is used.
+Large splits can be capped with `max_images`: a seeded, class-stratified subset is used. A progress
+bar counts the batches of a long extraction (`cvexp.progress`).
 Plain PyTorch, no Lightning trainer and no Hydra.
 """
 
@@ -22,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
+
+from cvexp.progress import progress
 
 
 @dataclass
@@ -93,7 +96,8 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
 def extract_features(net: nn.Module, loader: DataLoader, device: str | torch.device | None = "auto",
                      paths: Sequence[str] | None = None, split: str = "") -> FeatureSet:
     """Run `loader` (batches of (images, labels)) through `net`; `net` must have
-    `forward_features` and `forward_head` (a LightningModule with `.net` is unwrapped)."""
+    `forward_features` and `forward_head` (a LightningModule with `.net` is unwrapped). A progress
+    bar counts the batches when there are many (`cvexp.progress`)."""
     if not hasattr(net, "forward_features") and hasattr(net, "net"):
         net = net.net
     if not (hasattr(net, "forward_features") and hasattr(net, "forward_head")):
@@ -104,7 +108,11 @@ def extract_features(net: nn.Module, loader: DataLoader, device: str | torch.dev
     net.eval().to(dev)
     feats, probs, labels = [], [], []
     try:
-        for x, y in loader:
+        n_batches = len(loader)
+    except TypeError:  # an iterable dataset: length unknown, no bar
+        n_batches = None
+    try:
+        for x, y in progress(loader, n_batches, f"features ({split or 'images'})"):
             f = net.forward_features(x.to(dev, non_blocking=True))
             logits = net.forward_head(f)
             feats.append(f.float().cpu())

@@ -19,6 +19,7 @@ an occasional deleted object and a degenerate (2-point) polygon, which the raste
 
 The writer is idempotent and safe to call from parallel jobs: it builds into a temporary folder
 and renames it into place, with a marker file that records the generator version and settings.
+Writing shows a progress bar (`cvexp.progress`); a copy already in place is not rewritten.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from PIL import Image, ImageDraw
 from cvexp.data.cache import write_once
 from cvexp.data.idd import fill_polygon, rasterize_polygons
 from cvexp.data.labels import CITYSCAPES_LABELS, CITYSCAPES_NAME_TO_ID
+from cvexp.progress import progress
 
 GENERATOR_VERSION = 2  # bump whenever the output changes: cached copies are then rewritten
 LAYOUTS = ("idd", "cityscapes")
@@ -429,11 +431,11 @@ def write_demo_streets(root: str | os.PathLike, n_train: int = 40, n_val: int = 
                 "width": width, "height": height}
 
     def fill(tmp: Path) -> None:
-        for li, layout in enumerate(LAYOUTS):
+        jobs = [(li, layout, si, split, i) for li, layout in enumerate(LAYOUTS)
+                for si, (split, n) in enumerate(zip(SPLIT_DIRS, (n_train, n_val))) for i in range(n)]
+        for li, layout, si, split, i in progress(jobs, len(jobs), "demo street scenes"):
             writer = _write_idd if layout == "idd" else _write_cityscapes
-            for si, (split, n) in enumerate(zip(SPLIT_DIRS, (n_train, n_val))):
-                for i in range(n):
-                    img, objs = render_scene(np.random.default_rng([seed, li, si, i]), layout, width, height)
-                    writer(tmp / layout, split, i, img, objs)
+            img, objs = render_scene(np.random.default_rng([seed, li, si, i]), layout, width, height)
+            writer(tmp / layout, split, i, img, objs)
 
     return write_once(root, "demo_streets", settings, fill)

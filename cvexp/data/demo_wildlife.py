@@ -7,6 +7,7 @@ sizes and positions are drawn from the same ranges for every class.
 
 The writer is idempotent and safe to call from parallel jobs: it builds into a temporary folder
 and renames it into place, with a marker file that records the generator version and settings.
+Writing shows a progress bar (`cvexp.progress`); a copy already in place is not rewritten.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from cvexp.data.cache import write_once
 from cvexp.data.labels import WILDLIFE_CLASSES, WILDLIFE_COUNTS
+from cvexp.progress import progress
 
 GENERATOR_VERSION = 1
 
@@ -32,11 +34,13 @@ def class_counts(n_images: int) -> dict[str, int]:
 def write_demo_wildlife(root: str | os.PathLike, n_images: int = 1200, seed: int = 0) -> Path:
     """Write the demo dataset into `root` unless an identical one is already there; return `root`."""
     def fill(tmp: Path) -> None:
-        for label, cls in enumerate(WILDLIFE_CLASSES):
+        counts = class_counts(n_images)
+        jobs = [(label, cls, i) for label, cls in enumerate(WILDLIFE_CLASSES) for i in range(counts[cls])]
+        for cls in WILDLIFE_CLASSES:
             (tmp / cls).mkdir()
-            for i in range(class_counts(n_images)[cls]):
-                img = render(cls, np.random.default_rng([seed, label, i]))
-                cv2.imwrite(str(tmp / cls / f"{cls}_{i:04d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        for label, cls, i in progress(jobs, len(jobs), "demo wildlife images"):
+            img = render(cls, np.random.default_rng([seed, label, i]))
+            cv2.imwrite(str(tmp / cls / f"{cls}_{i:04d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
 
     return write_once(root, "demo_wildlife", {"version": GENERATOR_VERSION, "n_images": n_images, "seed": seed}, fill)
 

@@ -16,12 +16,11 @@ import hashlib
 import json
 import logging
 import os
-import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -29,14 +28,12 @@ from PIL import Image, ImageDraw
 from cvexp.data.labels import IDD_NAME_TO_LEVEL3, IGNORE_INDEX
 from cvexp.data.seg_files import SegSample, write_png_atomic
 from cvexp.errors import DataError
+from cvexp.progress import PROGRESS_MIN, progress  # noqa: F401  (a bar when more masks than PROGRESS_MIN are made)
 
 log = logging.getLogger(__name__)
 
 POLYGONS_SUFFIX = "_gtFine_polygons.json"
-PROGRESS_MIN = 8  # a progress bar when more masks than this are made
 PARALLEL_MIN = 64  # worker processes only pay off for this many masks
-
-T = TypeVar("T")
 
 
 # ------------------------------------------------------------------------------ reading
@@ -214,18 +211,6 @@ def make_mask(sample: SegSample, dataset_root: Path, encoding: MaskEncoding,
 
 def _make_one(args) -> SegSample:
     return make_mask(*args)
-
-
-def progress(items: Iterable[T], total: int, description: str) -> Iterator[T]:
-    """`items`, with a rich progress bar on stderr when there are more than PROGRESS_MIN."""
-    if total <= PROGRESS_MIN:
-        yield from items
-        return
-    from rich.console import Console
-    from rich.progress import track
-
-    yield from track(items, description=description, total=total, console=Console(file=sys.stderr),
-                     transient=True)
 
 
 def ensure_masks(samples: Sequence[SegSample], dataset_root: Path, encoding: MaskEncoding,

@@ -164,7 +164,7 @@ class SegmentationDataModule(SplitDataModule):
                  eval_transforms: Sequence | None = None, batch_size: int = 8, num_workers: int = 4,
                  split_dirs: Mapping[str, str] | None = None, split: Sequence[float] = (0.8, 0.1, 0.1),
                  split_seed: int = 0, jpeg_mask_policy: str = "snap", mask_cache_dir: str | None = None,
-                 output_dir: str | None = None, **_ignored):
+                 output_dir: str | None = None):
         super().__init__()
         if layout not in LAYOUTS:
             raise ConfigError(f"data.layout={layout!r}; use one of {', '.join(LAYOUTS)}")

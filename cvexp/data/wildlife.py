@@ -115,7 +115,6 @@ class WildlifeDataModule(SplitDataModule):
                  split: Sequence[float] = (0.7, 0.1, 0.2), split_seed: int = 0,
                  skip_corrupt: bool = False, verify_images: bool = True,
                  output_dir: str | None = None, seed: int = 0,
-                 num_classes: int | None = None,  # checked against class_names by cvexp.engine.build
                  fold: int | None = None, num_folds: int | None = None, sampler: str | None = None):
         super().__init__()
         if (fold is None) != (num_folds is None):

@@ -7,6 +7,8 @@ checkpoint's stored config, which passes `cvexp.checkpoint.check_targets` (the a
 from __future__ import annotations
 
 import logging
+import re
+from contextlib import contextmanager
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
@@ -22,6 +24,24 @@ log = logging.getLogger("cvexp")
 # model keys that would fetch or load weights at construction; a checkpoint supplies the weights
 WEIGHT_KEYS = {"pretrained": False, "weights": None, "encoder_weights": None, "hub_id": None,
                "pretrained_backbone": False}
+
+
+LEGACY_DATA_KEYS = ("num_classes", "num_classes_of")
+
+
+@contextmanager
+def misspelt_keys_named(key: str, node: DictConfig):
+    """A config key the class does not take (a typo, or a key of another option) as one line
+    naming it, instead of Python's TypeError."""
+    try:
+        yield
+    except Exception as e:  # TypeError, or Hydra's InstantiationException around it
+        found = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+        if not found:
+            raise
+        target = str(node.get("_target_", "?")).rsplit(".", 1)[-1]
+        raise ConfigError(f"{key}.{found.group(1)} is not a setting of {target}; check its spelling against "
+                          f"conf/{key}/ (or drop it)") from None
 
 
 def build_dict(node: DictConfig | None) -> list[Any]:
@@ -66,16 +86,22 @@ def build_datamodule(cfg: DictConfig, **overrides):
     train_tf = instantiate(cfg.aug.train, _convert_="all") if cfg.get("aug") and "train" in cfg.aug else None
     eval_tf = instantiate(cfg.aug.eval, _convert_="all") if cfg.get("aug") and "eval" in cfg.aug else None
     # partial first, then Python objects as plain arguments (Hydra would turn them into config nodes)
-    dm = instantiate(cfg.data, _partial_=True)(train_transforms=train_tf, eval_transforms=eval_tf, **overrides)
-    n = cfg.data.get("num_classes")
-    if n is not None and getattr(dm, "num_classes", n) != n:
-        raise ConfigError(f"data.num_classes={n} but data.class_names has {dm.num_classes} names; make them agree")
-    return dm
+    make = instantiate(cfg.data, _partial_=True)
+    with misspelt_keys_named("data", cfg.data):
+        return make(train_transforms=train_tf, eval_transforms=eval_tf, **overrides)
 
 
 def build_task(task_cfg: DictConfig, **objects):
     """The LightningModule from its config plus live objects (network, class names, partials)."""
-    return instantiate(task_cfg, _partial_=True)(**objects)
+    make = instantiate(task_cfg, _partial_=True)
+    with misspelt_keys_named("task", task_cfg):
+        return make(**objects)
+
+
+def build_model(model_cfg: DictConfig, num_classes: int):
+    """The network of `model_cfg` for `num_classes` classes (the data module's count)."""
+    with misspelt_keys_named("model", model_cfg):
+        return instantiate(model_cfg, num_classes=num_classes)
 
 
 def task_objects(dm: Any) -> dict:
@@ -141,7 +167,7 @@ def build_from_checkpoint(ckpt: dict, path: str):
     if not isinstance(class_names, list) or not all(isinstance(c, str) for c in class_names):
         raise CheckpointError(f"{path} has no list of class names; it is not a complete cvexp checkpoint")
     try:
-        net = instantiate(model_cfg)
+        net = build_model(model_cfg, len(class_names))
         objects = {"class_names": class_names}
         objects.update({k: info[k] for k in ("palette", "label_space") if info.get(k) is not None})
         module = build_task(train_cfg.task, net=net, **objects)
@@ -168,6 +194,9 @@ def merge_checkpoint_data(cfg: DictConfig, train_cfg: DictConfig) -> None:
     """`cfg.data`/`cfg.aug` for evaluating a checkpoint: without `data=...` the checkpoint's own data
     config plus any `data.*` keys given; the model's input convention (size, mean, std) and eval
     transforms always from the checkpoint unless `aug=...` is given."""
+    with open_dict(train_cfg):
+        for k in LEGACY_DATA_KEYS:  # checkpoints of earlier versions stored the class count in data too
+            train_cfg.data.pop(k, None)
     with open_dict(cfg):
         user_data = cfg.get("data")
         if user_data is None or "_target_" not in user_data:

@@ -91,7 +91,7 @@ def test_checkpoint_classes_must_match_data(tiny_run, tmp_path):
         shutil.copytree(demo / c, root / c)
     cfg = compose_config("eval", [f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", "data=wildlife",
                                   f"data.root={root}", "data.class_names=[amur_tiger,birds,dog]",
-                                  "data.num_classes=3", "data.num_workers=0", "logger=none"],
+                                  "data.num_workers=0", "logger=none"],
                          run_dir=tmp_path / "eval", log_dir=tmp_path)
     with pytest.raises(CheckpointError, match="predicts classes"):
         evaluate(cfg)

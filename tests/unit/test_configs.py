@@ -49,7 +49,7 @@ def test_data_options_instantiate(compose_cfg, option):
     cfg = compose_cfg("train", [f"data={option}"])
     runs.resolve_inputs(cfg)
     dm = runs.build_datamodule(cfg)
-    assert dm.num_classes == cfg.data.num_classes
+    assert dm.num_classes == len(dm.class_names) and "num_classes" not in cfg.data
 
 
 @pytest.mark.parametrize("option", options("model"))
@@ -62,7 +62,7 @@ def test_model_options_instantiate(compose_cfg, option):
             if k in cfg.model.keys():
                 cfg.model[k] = v
     runs.resolve_inputs(cfg)
-    net = instantiate(cfg.model)
+    net = instantiate(cfg.model, num_classes=7)  # (train passes the data module's count)
     assert sum(p.numel() for p in net.parameters()) > 0
 
 
@@ -143,3 +143,27 @@ def test_incompatible_optimizer_settings_are_a_one_line_config_error(compose_cfg
     module = torch.nn.Linear(2, 2)
     with pytest.raises(ConfigError, match="AdamW cannot take the optimizer"):
         optim.configure(module, runs.optional(cfg.optimizer), None)
+
+
+@pytest.mark.parametrize("override,key", [("+data.batchsize=4", "data.batchsize"),
+                                          ("+model.chanels=8", "model.chanels"),
+                                          ("+task.dice=1", "task.dice")])
+def test_misspelt_keys_are_one_line_naming_them(compose_cfg, override, key):
+    from cvexp.errors import ConfigError
+
+    cfg = compose_cfg("train", ["data=demo_idd", "model=deeplabv3plus", "model.encoder_weights=null",
+                                "task=segmentation", "aug=seg_basic", override])
+    runs.resolve_inputs(cfg)
+    with pytest.raises(ConfigError, match=rf"^{key} is not a setting of \w+") as e:
+        dm = runs.build_datamodule(cfg)
+        net = runs.build_model(cfg.model, dm.num_classes)
+        runs.build_task(cfg.task, net=net, **runs.task_objects(dm))
+    assert "\n" not in str(e.value)
+
+
+def test_class_count_comes_from_the_data_module(compose_cfg):
+    cfg = compose_cfg("train", ["data.class_names=[amur_tiger,birds,dog]"])
+    runs.resolve_inputs(cfg)
+    dm = runs.build_datamodule(cfg)
+    net = runs.build_model(cfg.model, dm.num_classes)
+    assert dm.num_classes == 3 and net(torch.zeros(1, 3, 64, 64)).shape == (1, 3)

@@ -124,7 +124,7 @@ def test_config(compose_cfg):
     from hydra.utils import instantiate
 
     cfg = compose_cfg("train", ["model=deeplabv3plus", "data=demo_cityscapes", "model.encoder_weights=null"])
-    net = instantiate(cfg.model).eval()
-    assert isinstance(net, SmpDeepLabV3Plus) and net.num_classes == cfg.data.num_classes
+    net = instantiate(cfg.model, num_classes=19).eval()  # (train passes the data module's count)
+    assert isinstance(net, SmpDeepLabV3Plus) and net.num_classes == 19
     with torch.no_grad():
-        assert net(torch.randn(1, 3, 64, 128)).shape == (1, cfg.data.num_classes, 64, 128)
+        assert net(torch.randn(1, 3, 64, 128)).shape == (1, 19, 64, 128)
