@@ -110,3 +110,28 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "e2e" in item.path.parts:
             item.add_marker(pytest.mark.slow)
+
+
+def _tiny_net():
+    from torch import nn
+
+    class TinyNet(nn.Module):
+        """A linear classifier over 4 features with the forward_features/forward_head interface."""
+
+        def __init__(self, n=3):
+            super().__init__()
+            self.fc = nn.Linear(4, n)
+
+        def forward_features(self, x):
+            return x.flatten(1)
+
+        def forward_head(self, f):
+            return self.fc(f)
+
+        def forward(self, x):
+            return self.forward_head(self.forward_features(x))
+
+    return TinyNet
+
+
+TinyNet = _tiny_net()

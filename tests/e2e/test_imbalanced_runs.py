@@ -1,10 +1,11 @@
 """Imbalanced data: class-weighted cross-entropy (balanced weights as scikit-learn computes them),
-the class-balanced training sampler, per-class recall in the test metrics. No training."""
+per-class recall in the test metrics of a real (tiny) test pass."""
 
 import pytest
 import torch
 from sklearn.metrics import recall_score
-from torch import nn
+
+from conftest import TinyNet
 
 from cvexp import metric_names as M
 from cvexp.tasks.classification import ClassificationModule
@@ -13,19 +14,6 @@ COUNTS = [978, 1049, 1446, 975, 1209, 1213, 1124, 1539, 1435, 700]  # the Russia
 CLASSES = [f"c{i}" for i in range(10)]
 
 
-class TinyNet(nn.Module):
-    def __init__(self, n=3):
-        super().__init__()
-        self.fc = nn.Linear(4, n)
-
-    def forward_features(self, x):
-        return x.flatten(1)
-
-    def forward_head(self, f):
-        return self.fc(f)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 def test_test_pass_logs_per_class_recall(one_thread):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TinyNet
 from sklearn.utils.class_weight import compute_class_weight
-from torch import nn
 
 from cvexp import losses
 from cvexp.data.base import BalancedSampler
@@ -46,19 +46,6 @@ def test_weighted_cross_entropy_equals_torch(eps, reduction):
         losses.cross_entropy(z, y, weight=torch.ones(4))
 
 
-class TinyNet(nn.Module):
-    def __init__(self, n=3):
-        super().__init__()
-        self.fc = nn.Linear(4, n)
-
-    def forward_features(self, x):
-        return x.flatten(1)
-
-    def forward_head(self, f):
-        return self.fc(f)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 class LabelsOnly:
