@@ -6,7 +6,6 @@ Shared by the dataset readers (`idd.py`, `cityscapes.py`) and the torch Dataset 
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -59,20 +58,15 @@ def read_label_image(path: str | os.PathLike, grayscale: bool = False) -> np.nda
 
 
 def write_png_atomic(path: str | os.PathLike, array: np.ndarray) -> Path:
-    """Write `array` as PNG to `path` via a temporary file and a rename, so readers never see half
-    a file and parallel writers of the same content cannot clash. Raises OSError if not writable."""
+    """Write `array` as PNG to `path` via a temporary file and a rename (cvexp.atomic), so readers
+    never see half a file and parallel writers of the same content cannot clash. Raises OSError if
+    not writable."""
+    from cvexp.atomic import atomic_write_bytes
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        if not cv2.imwrite(tmp, array):
-            raise OSError(f"cannot write {tmp}")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    ok, png = cv2.imencode(".png", array)
+    if not ok:
+        raise OSError(f"cannot encode {path} as PNG")
+    atomic_write_bytes(path, png.tobytes())
     return path
