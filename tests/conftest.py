@@ -135,3 +135,17 @@ def _tiny_net():
 
 
 TinyNet = _tiny_net()
+
+
+def read_only_dataset(monkeypatch, data):
+    """Mask writes into `data` fail as on a read-only dataset (root ignores chmod); other writes go on."""
+    from cvexp.data import polygons
+
+    real = polygons.write_png_atomic
+
+    def refuse_dataset(path, array):
+        if str(path).startswith(str(data)):
+            raise PermissionError(13, "Read-only file system")
+        return real(path, array)
+
+    monkeypatch.setattr(polygons, "write_png_atomic", refuse_dataset)

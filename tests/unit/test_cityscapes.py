@@ -9,9 +9,10 @@ import logging
 import cv2
 import numpy as np
 import pytest
+from conftest import read_only_dataset
 from PIL import Image, ImageDraw
 
-from cvexp.data import cityscapes, polygons
+from cvexp.data import cityscapes
 from cvexp.data.labels import CITYSCAPES_LABELS, get_mapping
 from cvexp.data.seg_files import read_label_image
 from cvexp.data.segmentation import SegmentationDataModule
@@ -186,14 +187,7 @@ def test_polygons_of_a_read_only_cityscapes_go_to_the_cache(tmp_path, monkeypatc
     data, cache = tmp_path / "data", tmp_path / "cache"
     a = every_cs_label_annotation(7)
     write_cs_polygons(data, a)
-    real = polygons.write_png_atomic
-
-    def refuse_dataset(path, array):
-        if str(path).startswith(str(data)):
-            raise PermissionError(13, "Read-only file system")
-        return real(path, array)
-
-    monkeypatch.setattr(polygons, "write_png_atomic", refuse_dataset)
+    read_only_dataset(monkeypatch, data)
     dm = SegmentationDataModule(root=str(data), layout="cityscapes", num_workers=0, mask_cache_dir=str(cache),
                                 split_dirs={"train": "train", "val": "train", "test": "train"})
     [s] = dm.samples("train")

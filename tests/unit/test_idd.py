@@ -10,6 +10,7 @@ import os
 import cv2
 import numpy as np
 import pytest
+from conftest import read_only_dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
@@ -193,14 +194,7 @@ def test_read_only_dataset_caches_masks_under_cache_dir(tmp_path):
 def test_read_only_fallback_when_writing_beside_fails(tmp_path, monkeypatch):
     data, cache = tmp_path / "data", tmp_path / "cache"
     beside = write_idd(data)
-    real = polygons.write_png_atomic
-
-    def refuse_dataset(path, array):
-        if str(path).startswith(str(data)):
-            raise PermissionError(13, "Read-only file system")
-        return real(path, array)
-
-    monkeypatch.setattr(polygons, "write_png_atomic", refuse_dataset)
+    read_only_dataset(monkeypatch, data)
     made = idd.ensure_masks(idd.find_idd_samples(data, "train", cache), data, cache)
     assert not beside.exists() and str(made[0].mask).startswith(str(cache))
     assert idd.find_idd_samples(data, "train", cache)[0].mask == made[0].mask
@@ -442,14 +436,7 @@ def test_level_masks_are_still_autonue_s_level_encodings(every_label_dataset, le
 def test_cs_train_id_masks_of_a_read_only_dataset_go_to_the_cache(tmp_path, monkeypatch):
     data, cache = tmp_path / "data", tmp_path / "cache"
     write_idd(data, objects=[rect("non-drivable fallback", 0, 0, 15, 7), rect("animal", 0, 0, 3, 3)])
-    real = polygons.write_png_atomic
-
-    def refuse_dataset(path, array):
-        if str(path).startswith(str(data)):
-            raise PermissionError(13, "Read-only file system")
-        return real(path, array)
-
-    monkeypatch.setattr(polygons, "write_png_atomic", refuse_dataset)
+    read_only_dataset(monkeypatch, data)
     found = idd.find_idd_samples(data, "train", cache, "csTrainId")
     assert found[0].mask is None and found[0].mask_space == "cityscapes"
     [s] = idd.ensure_masks(found, data, cache, encoding="csTrainId")
