@@ -56,5 +56,5 @@ def build_run(config: Any) -> Run:
     dm = build.build_datamodule(cfg)
     net = build.build_model(cfg.model, dm.num_classes)
     module = build.build_task(cfg.task, net=net, optimizer=build.optional(cfg.get("optimizer")),
-                              scheduler=build.optional(cfg.get("scheduler")), **build.task_objects(dm))
+                              scheduler=build.optional(cfg.get("scheduler")), **build.task_objects(cfg.task, dm))
     return Run(module, dm, cfg)

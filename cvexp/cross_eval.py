@@ -2,8 +2,8 @@
 `    "roots={idd: /data/IDD_Segmentation, cityscapes: /data/cityscapes}"`
 
 Evaluates every checkpoint on every dataset in one shared label space and writes a
-train-on x test-on table (cross_dataset.csv / .md, mIoU or accuracy) and, for segmentation, a
-per-class IoU comparison plot per checkpoint. Each evaluation keeps its full eval outputs in
+train-on x test-on table (cross_dataset.csv / .md, the task's headline: mIoU or accuracy) and a
+per-class comparison plot per checkpoint (IoU, or F1 for classification). Each evaluation keeps its full eval outputs in
 `<run dir>/<checkpoint label>/<dataset>/`. Each dataset reads its own root: `roots` maps data option
 names to folders (passed as that evaluation's `paths.data_dir`); the others read `paths.data_dir`.
 After training, `cross_eval.roots` in the train config does the same.
@@ -26,6 +26,7 @@ from cvexp import metric_names as M
 from cvexp.engine import entry
 from cvexp.config import config_dir
 from cvexp.errors import ConfigError
+from cvexp.tasks import task_class
 
 log = logging.getLogger("cvexp.cross_eval")
 
@@ -84,8 +85,8 @@ def evaluate_grid(ckpt_paths: Sequence[str], datasets: Sequence[str], space: str
     for path in ckpt_paths:
         ckpt = load_run_checkpoint(path)
         label = checkpoint_label(ckpt, path)
-        task = ckpt["cvexp"].get("task", "classification")
-        headline = M.name(M.TEST, M.MIOU if task == "segmentation" else M.ACC)
+        task = task_class(ckpt["cvexp"].get("task", "classification"))
+        headline = M.name(M.TEST, task.headline)
         del ckpt
         for name in datasets:
             job_overrides = [f"data={name}", f"ckpt_path={path}", "logger=none",
@@ -108,10 +109,9 @@ def evaluate_grid(ckpt_paths: Sequence[str], datasets: Sequence[str], space: str
             rows.append({"checkpoint": label, "trained_on": label.split("@")[-1], "evaluated_on": name,
                          "space": space or "", "metric": headline, "value": metrics.get(headline),
                          "run_dir": str(job_dir)})
-            if task == "segmentation":
-                per_class[(label, name)] = _read_per_class_iou(job_dir / "per_class.csv")
+            per_class[(label, name)] = _read_per_class(job_dir / "per_class.csv", task.per_class_metric)
     write_table(rows, out)
-    _plot_per_class(per_class, out)
+    _plot_per_class(per_class, out, task.per_class_metric)
     return rows
 
 
@@ -119,9 +119,13 @@ def _safe(s: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in s)
 
 
-def _read_per_class_iou(path: Path) -> dict[str, float]:
+def _read_per_class(path: Path, metric: str) -> dict[str, float]:
+    """class name -> `metric` from an evaluation's per_class.csv (empty when it has none)."""
+    if not path.is_file():
+        return {}
     with open(path, newline="") as fh:
-        return {r["class_name"]: float(r["iou"]) for r in csv.DictReader(fh)}
+        return {r.get("class_name") or r.get("class"): float(r[metric]) for r in csv.DictReader(fh)
+                if r.get(metric) not in (None, "")}
 
 
 def write_table(rows: list[dict], out: Path) -> None:
@@ -146,15 +150,19 @@ def write_table(rows: list[dict], out: Path) -> None:
     (out / "cross_dataset.md").write_text("\n".join(lines) + "\n")
 
 
-def _plot_per_class(per_class: dict, out: Path) -> None:
+def _plot_per_class(per_class: dict, out: Path, metric: str) -> None:
+    """One grouped bar plot of `metric` per class for each checkpoint, a bar per dataset."""
     from cvexp.analysis.seg_visualize import plot_per_class_comparison
 
     for label in dict.fromkeys(k[0] for k in per_class):
-        series = {name: vals for (lab, name), vals in per_class.items() if lab == label}
+        series = {name: vals for (lab, name), vals in per_class.items() if lab == label and vals}
+        if not series:
+            continue
         classes = list(next(iter(series.values())))
         table = {name: [vals.get(c, math.nan) for c in classes] for name, vals in series.items()}
-        plot_per_class_comparison(table, classes, out / f"per_class_iou_{_safe(label)}.png",
-                                  title=f"Per-class IoU of {label} by evaluation dataset")
+        nice = "IoU" if metric == "iou" else metric.upper()
+        plot_per_class_comparison(table, classes, out / f"per_class_{metric}_{_safe(label)}.png",
+                                  title=f"Per-class {nice} of {label} by evaluation dataset", ylabel=nice)
 
 
 def cross_eval(cfg: DictConfig) -> dict[str, float]:

@@ -11,15 +11,16 @@ import logging
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from cvexp.checkpoint import load_run_checkpoint
 from cvexp.engine import build, entry, results
-from cvexp.errors import CheckpointError, ConfigError
+from cvexp.errors import CheckpointError
 
 log = logging.getLogger("cvexp.eval")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     import pytorch_lightning as pl
+
+    from cvexp.checkpoint import load_run_checkpoint
 
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -33,18 +34,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         eval_mode = cfg.task.get("eval") if cfg.get("task") else None  # eval_mode=... / task.eval.* given here
         cfg.task = train_cfg.task
         if eval_mode is not None:
-            if module.task != "segmentation":
-                raise ConfigError(f"eval_mode / task.eval set how segmentation is scored; {cfg.ckpt_path} is a "
-                                  f"{module.task} checkpoint")
+            module.configure_evaluation(eval_mode)  # refused by tasks without evaluation modes
             cfg.task.eval = OmegaConf.merge(cfg.task.get("eval") or {}, eval_mode)
-        if module.task == "segmentation" and cfg.get("space"):
-            cfg.data.target_space = cfg.space  # the data's masks into the shared space
+        for key, value in module.evaluation_data(cfg.get("space")).items():
+            cfg.data[key] = value
     dm = build.build_datamodule(cfg)
     check_task(module, dm, cfg.ckpt_path)
     split = cfg.get("split", "test")
-    if module.task == "segmentation":  # (after build_datamodule: debug=fast may have capped task.eval)
-        module.set_eval_mode(cfg.task.get("eval"))
-        module.scored_split = split
+    # (after build_datamodule: debug=fast may have capped task.eval)
+    module.configure_evaluation(cfg.task.get("eval"), split)
     dm.setup("test")
     module.adapt_to(dm)  # e.g. the model's predictions into the data's label space, masks at its eval resolution
     module.check_compatible(dm, cfg.ckpt_path)

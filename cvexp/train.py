@@ -43,7 +43,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     build.check_task_matches_data(cfg.task, dm, choices)
     net = build.build_model(cfg.model, dm.num_classes)  # the data module knows its classes
     module = build.build_task(cfg.task, net=net, optimizer=build.optional(cfg.get("optimizer")),
-                              scheduler=build.optional(cfg.get("scheduler")), **build.task_objects(dm))
+                              scheduler=build.optional(cfg.get("scheduler")), **build.task_objects(cfg.task, dm))
     if ckpt_path:
         _check_weights_fit(module, ckpt_path)
     resolved = build.resolved_container(cfg)

@@ -62,6 +62,6 @@ def plot_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], path: str 
                             color="white" if shown[i, j] > thresh else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=100)  # 10 classes: ~900 px, every cell's two lines legible
     plt.close(fig)
     return Path(path)

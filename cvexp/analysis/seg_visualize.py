@@ -35,6 +35,9 @@ def overlay(image: np.ndarray, mask_rgb: np.ndarray, alpha: float = 0.5) -> np.n
     return (image.astype(np.float32) * (1 - alpha) + mask_rgb.astype(np.float32) * alpha).astype(np.uint8)
 
 
+PANEL_DPI = 80  # ~1400 px wide for 2:1 street scenes: every class boundary visible, a third of dpi 110's pixels
+
+
 def plot_panels(rows: Sequence[dict], class_names: Sequence[str], palette: Sequence[Sequence[int]],
                 path: str | Path, ignore_index: int = 255, title: str | None = None) -> Path:
     """One row per image: image | truth | prediction | error map, with a legend of the classes
@@ -68,13 +71,13 @@ def plot_panels(rows: Sequence[dict], class_names: Sequence[str], palette: Seque
         fig.suptitle(title, fontsize=10)
     legend_rows = -(-len(handles) // 7)
     fig.tight_layout(rect=(0, (0.25 + 0.22 * legend_rows) / fig_h, 1, 1 - 0.35 / fig_h if title else 1))
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=PANEL_DPI)
     plt.close(fig)
     return Path(path)
 
 
 def plot_per_class_comparison(table: dict[str, Sequence[float]], class_names: Sequence[str], path: str | Path,
-                              title: str = "Per-class IoU") -> Path:
+                              title: str = "Per-class IoU", ylabel: str = "IoU") -> Path:
     """Grouped bars: one group per class, one bar per series (e.g. per evaluated dataset); NaN = absent."""
     series = list(table)
     n, k = len(class_names), max(len(series), 1)
@@ -88,7 +91,7 @@ def plot_per_class_comparison(table: dict[str, Sequence[float]], class_names: Se
             ax.text(x[i] + (j - (k - 1) / 2) * width, 0.01, "-", ha="center", fontsize=7)
     ax.set_xticks(x, class_names, rotation=60, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
-    ax.set_ylabel("IoU")
+    ax.set_ylabel(ylabel)
     ax.set_title(title + "  ('-': class absent)")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)

@@ -74,11 +74,12 @@ class ImageFolderDataset(Dataset):
     """(image tensor, label) pairs from a list of files under one root."""
 
     def __init__(self, root: str | Path, files: Sequence[str], labels: Sequence[int],
-                 transform: A.Compose | None = None):
+                 transform: A.Compose | None = None, decode_min_side: int | None = None):
         self.root = Path(root)
         self.files = list(files)
         self.labels = list(labels)
         self.transform = transform
+        self.decode_min_side = decode_min_side  # large JPEGs decode at reduced size (images.read_rgb)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -87,7 +88,7 @@ class ImageFolderDataset(Dataset):
         return self.root / self.files[i]
 
     def __getitem__(self, i: int):
-        img = read_rgb(self.path(i))
+        img = read_rgb(self.path(i), self.decode_min_side)
         if self.transform is not None:
             img = self.transform(image=img)["image"]
         return img, self.labels[i]
@@ -115,8 +116,10 @@ class WildlifeDataModule(SplitDataModule):
                  split: Sequence[float] = (0.7, 0.1, 0.2), split_seed: int = 0,
                  skip_corrupt: bool = False, verify_images: bool = True,
                  output_dir: str | None = None, seed: int = 0,
-                 fold: int | None = None, num_folds: int | None = None, sampler: str | None = None):
+                 fold: int | None = None, num_folds: int | None = None, sampler: str | None = None,
+                 reduced_decode: bool = True):
         super().__init__()
+        self.reduced_decode = bool(reduced_decode)
         if (fold is None) != (num_folds is None):
             raise ConfigError(f"data.fold={fold} and data.num_folds={num_folds}: give both for k-fold "
                               "cross-validation (e.g. data.fold=0 data.num_folds=5), or neither")
@@ -150,6 +153,7 @@ class WildlifeDataModule(SplitDataModule):
         self.labels: list[int] = []
         self.skipped: list[str] = []
         self.split: dict[str, list[int]] = {}
+        self._verified: set[str] = set()
 
     @property
     def num_classes(self) -> int:
@@ -158,17 +162,32 @@ class WildlifeDataModule(SplitDataModule):
     def dataset_root(self) -> Path:
         return Path(self.root)
 
+    STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+
     def setup(self, stage: str | None = None) -> None:
-        if self.split:
+        """Scan, split and check the images the stage reads (all of them for `data.skip_corrupt=true`,
+        where the split depends on which files are skipped): an evaluation reads only its split."""
+        if not self.split:
+            self._scan_and_split()
+        for split in self.STAGE_SPLITS.get(stage, SPLITS):
+            self._verify(split)
+
+    def _verify(self, split: str) -> None:
+        """A one-line DataError naming the first unreadable image of `split` (checked once)."""
+        if not self.verify_images or self.skip_corrupt or split in self._verified:
             return
+        bad = [self.files[i] for i in self.split[split] if not is_readable_image(self.class_root / self.files[i])]
+        if bad:
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise DataError(f"cannot read image {self.class_root / bad[0]}{more} (damaged or truncated); delete or "
+                            "replace it, or set data.skip_corrupt=true to skip unreadable files")
+        self._verified.add(split)
+
+    def _scan_and_split(self) -> None:
         self.class_root = find_class_root(self.dataset_root(), self.class_names)
         files, labels = scan_images(self.class_root, self.class_names)
-        if self.verify_images:
+        if self.verify_images and self.skip_corrupt:
             bad = [f for f in files if not is_readable_image(self.class_root / f)]
-            if bad and not self.skip_corrupt:
-                more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-                raise DataError(f"cannot read image {self.class_root / bad[0]}{more} (damaged or truncated); delete or replace it, "
-                                "or set data.skip_corrupt=true to skip unreadable files")
             if bad:
                 log.warning("skipping %d unreadable image(s), listed in skipped_files.txt", len(bad))
                 keep = [i for i, f in enumerate(files) if f not in set(bad)]
@@ -192,11 +211,26 @@ class WildlifeDataModule(SplitDataModule):
         """The images of one split; `augment` defaults to True for train only."""
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}")
-        self.setup()
+        if not self.split:
+            self._scan_and_split()
+        self._verify(split)
         augment = split == "train" if augment is None else augment
         idx = self.split[split]
-        return ImageFolderDataset(self.class_root, [self.files[i] for i in idx],
-                                  [self.labels[i] for i in idx], self.train_tf if augment else self.eval_tf)
+        tf = self.train_tf if augment else self.eval_tf
+        return ImageFolderDataset(self.class_root, [self.files[i] for i in idx], [self.labels[i] for i in idx],
+                                  tf, self.decode_min_side(tf))
+
+    def decode_min_side(self, transform) -> int | None:
+        """How many pixels the shorter side must keep when a JPEG is decoded at reduced size: twice
+        the input size for pipelines that only resize (the reduction stays invisible after the
+        area resize); None (full decode) when `data.reduced_decode=false` or the pipeline crops,
+        where a small crop of a reduced image would lose detail."""
+        if not self.reduced_decode:
+            return None
+        names = [type(t).__name__ for t in getattr(transform, "transforms", [])]
+        if any("Crop" in n or "Affine" in n or "Rotate" in n or "Scale" in n for n in names):
+            return None
+        return 2 * self.image_size
 
     def describe(self) -> dict:
         self.setup()

@@ -15,7 +15,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from cvexp.data.transforms import resolve_input_config
 from cvexp.engine.hardware import fit_to_machine
 from cvexp.errors import CheckpointError, ConfigError
 
@@ -69,11 +68,13 @@ def model_input_config(model_cfg: DictConfig) -> dict:
     fn = getattr(cls, "pretrained_input_config", None)
     if fn is None:
         return {}
-    return fn(**{k: v for k, v in model_cfg.items() if not str(k).startswith("_")})
+    return fn(**{k: v for k, v in model_cfg.items() if not str(k).startswith("_") and k not in FAST_PATH_KEYS})
 
 
 def resolve_inputs(cfg: DictConfig) -> None:
     """Fill data.image_size/mean/std in place: explicit values, else the model's, else defaults."""
+    from cvexp.data.transforms import resolve_input_config  # albumentations + torch: only when running
+
     resolved = resolve_input_config(cfg.data.get("image_size"), cfg.data.get("mean"), cfg.data.get("std"),
                                     model_input_config(cfg.model))
     with open_dict(cfg):
@@ -98,19 +99,27 @@ def build_task(task_cfg: DictConfig, **objects):
         return make(**objects)
 
 
+FAST_PATH_KEYS = ("channels_last", "compile")  # model keys for cvexp.models.fast, not the network's own
+
+
 def build_model(model_cfg: DictConfig, num_classes: int):
-    """The network of `model_cfg` for `num_classes` classes (the data module's count)."""
-    with misspelt_keys_named("model", model_cfg):
-        return instantiate(model_cfg, num_classes=num_classes)
+    """The network of `model_cfg` for `num_classes` classes (the data module's count), with the
+    fast paths of `model.channels_last` / `model.compile` (cvexp.models.fast)."""
+    from cvexp.models.fast import apply_fast_paths
+
+    fast = {k: model_cfg.get(k) for k in FAST_PATH_KEYS if k in model_cfg}
+    own = model_cfg
+    if fast:  # a resolved copy without them (interpolations such as ${data.image_size} resolved first)
+        own = OmegaConf.create({k: v for k, v in OmegaConf.to_container(model_cfg, resolve=True).items()
+                                if k not in FAST_PATH_KEYS})
+    with misspelt_keys_named("model", own):
+        net = instantiate(own, num_classes=num_classes)
+    return apply_fast_paths(net, **fast) if fast else net
 
 
-def task_objects(dm: Any) -> dict:
-    """What a task module needs to know about its data: class names, and for segmentation the
-    palette and the label space the network's classes live in."""
-    objs = {"class_names": list(dm.class_names)}
-    if getattr(dm, "task", None) == "segmentation":
-        objs.update(palette=dm.palette, label_space=dm.target_space.name)
-    return objs
+def task_objects(task_cfg: DictConfig, dm: Any) -> dict:
+    """What the task module of `task_cfg` takes from the data module (TaskModule.data_objects)."""
+    return get_class(task_cfg._target_).data_objects(dm)
 
 
 def check_task_matches_data(task_cfg: DictConfig, dm: Any, choices: dict) -> None:

@@ -133,9 +133,10 @@ def entry_point(fn: Callable[[DictConfig], dict], config_name: str,
 
 def use_headless_plots() -> None:
     """Every figure of a command goes to a file: matplotlib's non-interactive backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    if "matplotlib" in sys.modules:
+        sys.modules["matplotlib"].use("Agg")
+    else:  # picked up when a figure is first drawn; --help and --cfg job never import matplotlib
+        os.environ["MPLBACKEND"] = "Agg"
 
 
 def run_job(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> float | None:

@@ -27,7 +27,7 @@ from cvexp.errors import ConfigError
 
 log = logging.getLogger("cvexp")
 
-FP16 = ("16-mixed", "16", "16-true")
+FP16 = ("16-mixed", "16", "16-true", "bf16-mixed", "bf16", "bf16-true")  # GPU-only precisions
 GPU_ACCELERATORS = ("gpu", "cuda")
 
 
@@ -58,6 +58,21 @@ def check_accelerator(trainer_cfg: DictConfig | None) -> None:
                           "takes a GPU when there is one")
 
 
+def bf16_fallback(cfg: DictConfig) -> list[str]:
+    """bf16 precision on a CUDA GPU without bf16 (before Ampere): 16-mixed, as `key old -> new`."""
+    trainer = cfg.get("trainer")
+    prec = str(trainer.get("precision", "32-true")) if trainer is not None else "32-true"
+    if not prec.startswith("bf16") or runs_on_cpu(trainer.get("accelerator")):
+        return []
+    import torch
+
+    if not torch.cuda.is_available() or torch.cuda.is_bf16_supported():
+        return []
+    with open_dict(cfg):
+        trainer.precision = "16-mixed"
+    return [f"trainer.precision {prec} -> 16-mixed (this GPU has no bf16)"]
+
+
 def cpu_fallbacks(cfg: DictConfig) -> list[str]:
     """The GPU-only settings changed for a CPU run, as `key old -> new` strings (applied in place)."""
     trainer = cfg.get("trainer")
@@ -82,7 +97,7 @@ def fit_to_machine(cfg: DictConfig) -> list[str]:
     check_accelerator(cfg.get("trainer"))
     smoke.check_eval_mode(cfg)  # a bad task.eval fails now, not after the data is read
     caps = smoke.apply_caps(cfg)
-    fallbacks = cpu_fallbacks(cfg)
+    fallbacks = cpu_fallbacks(cfg) + bf16_fallback(cfg)
     if smoke.active(cfg):
         if caps or fallbacks:
             log.info("debug=fast changed %s", ", ".join(caps + [f"{c} (no GPU)" for c in fallbacks]))

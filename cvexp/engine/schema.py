@@ -68,6 +68,7 @@ class DataSchema:
     fold: Optional[int] = rule(ge=0, note="k-fold: the fold used as val, 0..num_folds-1; null = no folds")
     num_folds: Optional[int] = rule(ge=2, note="k-fold: how many folds; null = no folds")
     sampler: Optional[str] = rule(choices=("balanced",), note="null = a plain shuffle")
+    reduced_decode: bool = rule()
 
 
 @dataclass

@@ -23,6 +23,33 @@ class TaskModule(pl.LightningModule):
     `checkpoint["cvexp"]` with `checkpoint_info()`."""
 
     task = "task"
+    headline = "loss"  # the one number a cross-dataset table shows (test/<headline>)
+    per_class_metric = ""  # the per_class.csv column a per-class comparison plots
+
+    @classmethod
+    def data_objects(cls, datamodule) -> dict[str, Any]:
+        """What the module takes from its data module when it is built: the class names (the
+        network's class count is their number), plus what a task adds."""
+        return {"class_names": list(datamodule.class_names)}
+
+    def configure_evaluation(self, eval_mode: Any = None, split: str = "test") -> None:
+        """Before a test pass of `cvexp.eval`: how to score (`eval_mode=...`, tasks that have
+        such modes) and which split the test stage reads."""
+        if eval_mode is not None:
+            from cvexp.errors import ConfigError
+
+            raise ConfigError(f"eval_mode / task.eval set how segmentation is scored; this is a {self.task} "
+                              "checkpoint: drop eval_mode=...")
+
+    @classmethod
+    def evaluation_data(cls, space: str | None) -> dict[str, Any]:
+        """Data config keys an evaluation in label space `space` (cvexp.eval space=...) sets."""
+        if space:
+            from cvexp.errors import ConfigError
+
+            raise ConfigError(f"space={space} maps segmentation labels into a shared space; a {cls.task} "
+                              "checkpoint is scored in its own classes: drop space=...")
+        return {}
 
     def __init__(self, net: nn.Module, class_names: Sequence[str], optimizer: Callable | None,
                  scheduler: Callable | None, scheduler_interval: str, l2_penalty: float, monitor: str):

@@ -1,5 +1,6 @@
-"""Image classification: cross-entropy (optionally class-weighted), Adam by default, torchmetrics
-per stage; the test stage adds per-class F1 and recall and the macro recall."""
+"""Image classification: cross-entropy (optionally class-weighted), Adam by default; one confusion
+matrix per stage gives accuracy and macro / weighted F1 (cvexp.metrics.classification); the test
+stage adds per-class F1 and recall and the macro recall."""
 
 from __future__ import annotations
 
@@ -8,26 +9,17 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
-from torchmetrics import MaxMetric, MetricCollection
-from torchmetrics.classification import (MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score,
-                                         MulticlassRecall)
+from torchmetrics import MaxMetric
 
 from cvexp import losses
 from cvexp import metric_names as M
 from cvexp.errors import ConfigError
+from cvexp.metrics.classification import ClassificationConfusion
 from cvexp.tasks.base import TaskModule
 
 log = logging.getLogger(__name__)
 
 BALANCED = "balanced"
-
-
-def classification_metrics(num_classes: int) -> MetricCollection:
-    return MetricCollection({
-        M.ACC: MulticlassAccuracy(num_classes, average="micro"),
-        M.F1_MACRO: MulticlassF1Score(num_classes, average="macro"),
-        M.F1_WEIGHTED: MulticlassF1Score(num_classes, average="weighted"),
-    })
 
 
 class ClassificationModule(TaskModule):
@@ -40,6 +32,8 @@ class ClassificationModule(TaskModule):
     are a buffer, saved with every checkpoint; val/test losses use them too."""
 
     task = "classification"
+    headline = M.ACC
+    per_class_metric = M.F1
 
     def __init__(self, net: nn.Module, class_names: Sequence[str], optimizer: Callable | None = None,
                  scheduler: Callable | None = None, scheduler_interval: str = "epoch",
@@ -55,12 +49,9 @@ class ClassificationModule(TaskModule):
             self.register_buffer("class_weight", w)
         else:
             self.class_weight = None
+        # one confusion matrix per stage: a bincount per step, the scores at the end of the epoch.
         # ModuleDict keys may not shadow nn.Module attributes ("train"), hence the "_m" suffix
-        self.metrics = nn.ModuleDict({f"{s}_m": classification_metrics(self.num_classes) for s in M.STAGES})
-        self.f1_per_class = MulticlassF1Score(self.num_classes, average=None)
-        self.recall_per_class = MulticlassRecall(self.num_classes, average=None)
-        self.recall_macro = MulticlassRecall(self.num_classes, average="macro")
-        self.confmat = nn.ModuleDict({f"{s}_m": MulticlassConfusionMatrix(self.num_classes) for s in (M.VAL, M.TEST)})
+        self.confmat = nn.ModuleDict({f"{s}_m": ClassificationConfusion(self.num_classes) for s in M.STAGES})
         self.val_f1_best = MaxMetric()
 
     def best_state(self) -> dict:
@@ -95,24 +86,17 @@ class ClassificationModule(TaskModule):
         return self.class_weight
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.regularized(losses.cross_entropy(logits, y, label_smoothing=self.label_smoothing,
+        return self.regularized(losses.training_cross_entropy(logits, y, label_smoothing=self.label_smoothing,
                                                      weight=self.class_weight))
 
     def _step(self, batch, stage: str):
         x, y = batch
         logits = self(x)
         loss = self.loss(logits, y)
-        preds = logits.argmax(dim=1)
-        self.metrics[f"{stage}_m"].update(preds, y)
-        if f"{stage}_m" in self.confmat:
-            self.confmat[f"{stage}_m"].update(preds, y)
-        if stage == M.TEST:
-            self.f1_per_class.update(preds, y)
-            self.recall_per_class.update(preds, y)
-            self.recall_macro.update(preds, y)
-        on_step = stage == M.TRAIN
-        self.log(M.name(stage, M.LOSS), loss, on_step=on_step, on_epoch=True, prog_bar=True,
-                 batch_size=x.shape[0], sync_dist=stage != M.TRAIN)
+        self.confmat[f"{stage}_m"].update(logits.detach().argmax(dim=1), y)
+        train = stage == M.TRAIN
+        self.log(M.name(stage, M.LOSS), loss.detach(), on_step=train, on_epoch=True, prog_bar=True,
+                 batch_size=x.shape[0], sync_dist=not train)
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -125,10 +109,12 @@ class ClassificationModule(TaskModule):
         self._step(batch, M.TEST)
 
     def _log_epoch(self, stage: str) -> dict[str, torch.Tensor]:
-        values = self.metrics[f"{stage}_m"].compute()
-        self.metrics[f"{stage}_m"].reset()
-        for k, v in values.items():
-            self.log(M.name(stage, k), v, prog_bar=k in (M.ACC, M.F1_MACRO))
+        metric = self.confmat[f"{stage}_m"]
+        values = metric.compute()
+        metric.reset()
+        for k in M.CLASSIFICATION_METRICS:
+            if k in values:
+                self.log(M.name(stage, k), values[k].float(), prog_bar=k in (M.ACC, M.F1_MACRO))
         return values
 
     def on_train_epoch_end(self):
@@ -136,22 +122,17 @@ class ClassificationModule(TaskModule):
 
     def on_validation_epoch_end(self):
         values = self._log_epoch(M.VAL)
-        self.confmat[f"{M.VAL}_m"].reset()
         if not self.trainer.sanity_checking:
-            self.val_f1_best.update(values[M.F1_MACRO])
+            self.val_f1_best.update(values[M.F1_MACRO].float())
             self.log(M.VAL_F1_MACRO_BEST, self.val_f1_best.compute())
 
     def on_test_epoch_end(self):
-        self._log_epoch(M.TEST)
-        self.log(M.TEST_RECALL_MACRO, self.recall_macro.compute())
-        self.recall_macro.reset()
-        for metric, kind in ((self.f1_per_class, M.F1), (self.recall_per_class, M.RECALL)):
-            per_class = metric.compute()
-            metric.reset()
-            for name, v in zip(self.class_names, per_class):
+        values = self._log_epoch(M.TEST)
+        self.log(M.TEST_RECALL_MACRO, values[M.RECALL_MACRO].float())
+        for kind in (M.F1, M.RECALL):
+            for name, v in zip(self.class_names, values[kind].float()):
                 self.log(M.per_class(M.TEST, kind, name), v)
-        self.test_confusion = self.confmat[f"{M.TEST}_m"].compute().cpu()
-        self.confmat[f"{M.TEST}_m"].reset()
+        self.test_confusion = values["confusion"].cpu()
 
     def write_results(self, out, datamodule) -> dict:
         """per_class.csv and the confusion matrix (CSV, PNG) of the last test pass."""

@@ -26,7 +26,7 @@ from torch import nn
 
 from cvexp import losses
 from cvexp import metric_names as M
-from cvexp.analysis import seg_metrics
+from cvexp.metrics import segmentation as seg_metrics
 from cvexp.errors import CheckpointError
 from cvexp.tasks.base import TaskModule
 from cvexp.tasks.seg_inference import EvalMode, crops_of, predict_logits
@@ -42,6 +42,22 @@ class SegmentationModule(TaskModule):
     maps predicted ids through a (256,) table first (unmapped -> 255, counted as a miss)."""
 
     task = "segmentation"
+    headline = M.MIOU
+    per_class_metric = "iou"
+
+    @classmethod
+    def data_objects(cls, datamodule) -> dict[str, Any]:
+        """Class names, the palette, and the label space the network's classes live in."""
+        return {**super().data_objects(datamodule), "palette": datamodule.palette,
+                "label_space": datamodule.target_space.name}
+
+    def configure_evaluation(self, eval_mode: Any = None, split: str = "test") -> None:
+        self.set_eval_mode(eval_mode)
+        self.scored_split = split
+
+    @classmethod
+    def evaluation_data(cls, space: str | None) -> dict[str, Any]:
+        return {"target_space": space} if space else {}  # the data's masks into the shared space
 
     def __init__(self, net: nn.Module, class_names: Sequence[str], palette: Sequence[Sequence[int]] | None = None,
                  label_space: str | None = None, optimizer: Callable | None = None,
@@ -145,7 +161,7 @@ class SegmentationModule(TaskModule):
 
     # ------------------------------------------------------------------ steps
     def loss(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        loss = losses.cross_entropy(logits, mask, ignore_index=self.ignore_index)
+        loss = losses.training_cross_entropy(logits, mask, ignore_index=self.ignore_index)
         if self.dice_weight:
             loss = loss + self.dice_weight * losses.dice_loss(logits, mask, ignore_index=self.ignore_index)
         return self.regularized(loss)
@@ -187,10 +203,12 @@ class SegmentationModule(TaskModule):
         positions = range(pred.shape[0]) if j is None else [j]
         for k, pos in enumerate(positions):
             truth = y[k][y[k] != self.ignore_index]
-            self.test_images.append({"id": batch["id"][pos], "index": int(batch["index"][pos]),
-                                     "miou": float(per_image.miou[k]), "pixel_acc": float(per_image.pixel_acc[k]),
-                                     "iou": per_image.iou[k].numpy(),
-                                     "truth_pixels": torch.bincount(truth, minlength=n)[:n].cpu().numpy()})
+            record = {"id": batch["id"][pos], "index": int(batch["index"][pos]),
+                      "miou": float(per_image.miou[k]), "pixel_acc": float(per_image.pixel_acc[k]),
+                      "iou": per_image.iou[k].numpy(),
+                      "truth_pixels": torch.bincount(truth, minlength=n)[:n].cpu().numpy()}
+            self.test_images.append(record)
+            self._panel_candidates.offer(record, pred[k])
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, M.VAL)
@@ -199,7 +217,16 @@ class SegmentationModule(TaskModule):
         self._eval_step(batch, M.TEST)
 
     def on_test_epoch_start(self):
+        from cvexp.analysis.seg_report import PanelCandidates
+
         self.test_images = []
+        self._panel_candidates = PanelCandidates(self.n_visualize, self.k_failures, self.failure_iou)
+
+    @property
+    def panel_preds(self) -> dict:
+        """The last test pass's predictions of the images its pictures can show (seg_report)."""
+        candidates = getattr(self, "_panel_candidates", None)
+        return candidates.preds if candidates is not None else {}
 
     def _log_epoch(self, stage: str) -> dict:
         values = self.confusion[f"{stage}_m"].compute()

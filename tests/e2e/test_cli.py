@@ -82,3 +82,28 @@ def test_ddp_with_two_cpu_processes_writes_one_run_dir(tmp_path):
     assert json.loads((run / "status.json").read_text())["status"] == "completed"
     assert "test/acc" in json.loads((run / "metrics.json").read_text())
     assert len((run / "history.csv").read_text().strip().splitlines()) == 1 + 2
+
+
+ENTRY_POINTS = ["train", "eval", "predict", "export", "analyze", "cross_eval", "preview", "report", "theory"]
+HEAVY = ("torch", "pytorch_lightning", "albumentations", "matplotlib", "timm", "cv2", "scipy")
+
+
+def test_entry_points_import_no_heavy_library():
+    """`--help` and `--cfg job` cost a bare Hydra app's time: no entry point imports torch, Lightning,
+    albumentations or matplotlib before it runs (benchmarks/: startup)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n" + "".join(f"import cvexp.{m}\n" for m in ENTRY_POINTS) +
+            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == ""
+
+
+def test_cfg_job_prints_the_config_without_torch():
+    r = run_cli(["-X", "importtime", "-m", "cvexp", "--cfg", "job", "model=resnet18", "aug=strong"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "timm_models.TimmClassifier" in r.stdout and "task_name: train" in r.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    assert "omegaconf" in imported and not imported & set(HEAVY)

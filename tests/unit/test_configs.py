@@ -157,7 +157,7 @@ def test_misspelt_keys_are_one_line_naming_them(compose_cfg, override, key):
     with pytest.raises(ConfigError, match=rf"^{key} is not a setting of \w+") as e:
         dm = runs.build_datamodule(cfg)
         net = runs.build_model(cfg.model, dm.num_classes)
-        runs.build_task(cfg.task, net=net, **runs.task_objects(dm))
+        runs.build_task(cfg.task, net=net, **runs.task_objects(cfg.task, dm))
     assert "\n" not in str(e.value)
 
 

@@ -323,3 +323,58 @@ def test_inference_leaves_the_input_alone():
     x0 = x.clone()
     out = I.predict_logits(nn.Identity(), x, {"mode": "full", "scales": [1.0, 0.5], "flip": True})
     assert torch.equal(x, x0) and out.shape == x.shape
+
+
+# ------------------------------------------------------------------------------ result pictures
+
+def test_panel_candidates_keep_exactly_what_the_pictures_pick():
+    """The test pass keeps the predictions of the images the pictures will show (first n, lowest
+    mIoU, failing classes; ties in test order, NaN mIoU) and no others."""
+    from cvexp.analysis.seg_report import MAX_FAILURE_PANELS, PanelCandidates, panel_picks
+
+    rng = np.random.default_rng(0)
+    names = ["a", "b", "c"]
+    for trial in range(30):
+        n = int(rng.integers(1, 40))
+        records = []
+        for i in range(n):
+            iou = rng.choice([0.0, 0.3, 0.5, 0.8, 1.0, np.nan], size=3)
+            miou = float(np.nanmean(iou)) if not np.isnan(iou).all() else float("nan")
+            records.append({"id": f"img{i}", "index": 100 + i, "miou": miou, "iou": iou,
+                            "truth_pixels": np.where(np.isnan(iou), 0, rng.integers(1, 50, 3))})
+        nv, k = int(rng.integers(0, 5)), int(rng.integers(0, 7))
+        keep = PanelCandidates(nv, k, 0.5)
+        for r in records:
+            keep.offer(r, torch.full((2, 2), r["index"] % 7))
+        picks = panel_picks(records, nv, k, 0.5, names)
+        assert set(keep.preds) == picks.indices, trial
+        assert len(picks.failing) <= MAX_FAILURE_PANELS and len(picks.worst) == min(
+            k, sum(not np.isnan(r["miou"]) for r in records))
+        for i, p in keep.preds.items():
+            assert p.dtype == np.uint8 and int(p[0, 0]) == i % 7
+
+
+def test_result_pictures_reuse_the_test_pass_predictions(toy_cityscapes, tmp_path, monkeypatch):
+    """The pictures are drawn from the test pass's predictions (no second forward pass) and are the
+    same pictures a second pass would draw."""
+    from cvexp.analysis import seg_report
+
+    root, _ = toy_cityscapes
+    dm = toy_dm(root)
+    module = cs_module({"mode": "full"})
+    module.n_visualize, module.k_failures = 2, 1
+    run_test(module, dm)
+    assert set(module.panel_preds) == {0, 1}
+    calls = []
+    monkeypatch.setattr(module, "infer", lambda x: calls.append(x) or ColourNet(19)(x))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    reused = seg_report.write_segmentation_results(tmp_path / "a", module, dm)
+    assert calls == []  # no forward pass for the pictures
+    module._panel_candidates.preds.clear()  # an older module without them: predicted again
+    again = seg_report.write_segmentation_results(tmp_path / "b", module, dm)
+    assert len(calls) == 2
+    from PIL import Image
+
+    for key in ("predictions", "failures_lowest_miou"):
+        assert np.array_equal(np.asarray(Image.open(reused[key])), np.asarray(Image.open(again[key])))

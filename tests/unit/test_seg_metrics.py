@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 from cvexp import metric_names as M
-from cvexp.analysis import seg_metrics as S
+from cvexp.analysis import seg_confusion as P
+from cvexp.metrics import segmentation as S
 from cvexp.errors import DataError
 
 IGN = 255
@@ -117,8 +118,8 @@ def test_predictions_outside_the_classes_are_misses():
     np.testing.assert_allclose(m["precision"], [1.0, 1.0])
     assert m[M.PIXEL_ACC] == pytest.approx(0.5)
     assert m["truth_pixels"].tolist() == [2, 2]
-    pairs = S.most_confused_pairs(cm, ["a", "b"], k=5)
-    assert {p["predicted"] for p in pairs} == {S.UNASSIGNED}
+    pairs = P.most_confused_pairs(cm, ["a", "b"], k=5)
+    assert {p["predicted"] for p in pairs} == {P.UNASSIGNED}
 
 
 def test_stray_label_values_raise_data_error():
@@ -190,10 +191,10 @@ def test_per_image_iou():
 
 def test_most_confused_pairs_and_rows():
     cm = np.array([[50, 7, 1], [2, 30, 9], [0, 0, 0]])
-    pairs = S.most_confused_pairs(cm, ["road", "sidewalk", "car"], k=2)
+    pairs = P.most_confused_pairs(cm, ["road", "sidewalk", "car"], k=2)
     assert [(p["true"], p["predicted"], p["pixels"]) for p in pairs] == [("sidewalk", "car", 9), ("road", "sidewalk", 7)]
     assert pairs[0]["share_of_true"] == pytest.approx(9 / 41)
-    assert len(S.most_confused_pairs(cm, ["a", "b", "c"], k=100)) == 4  # zeros are not pairs
+    assert len(P.most_confused_pairs(cm, ["a", "b", "c"], k=100)) == 4  # zeros are not pairs
     rows = S.per_class_rows(S.metrics_from_confusion(cm), ["road", "sidewalk", "car"])
     assert rows[1]["class_name"] == "sidewalk" and rows[1]["truth_pixels"] == 41
 
@@ -203,8 +204,15 @@ def test_plot_normalized_confusion(tmp_path, n, extra):
     rng = np.random.default_rng(0)
     cm = rng.integers(0, 100, size=(n, n + extra)) + np.eye(n, n + extra, dtype=int) * 2000
     cm[3] = 0  # a class without truth
-    path = S.plot_normalized_confusion(cm, [f"class_{i}" for i in range(n)], tmp_path / "cm.png")
-    assert path.stat().st_size > 10_000
+    path = P.plot_normalized_confusion(cm, [f"class_{i}" for i in range(n)], tmp_path / "cm.png")
+    from PIL import Image
+
+    img = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    size = max(6.0, 0.42 * (n + extra) + 3.0)  # the figure grows with the classes
+    assert img.shape[1] == round((size + 1.2) * P.CONFUSION_DPI)
+    assert img.shape[0] == round(max(5.0, 0.42 * n + 3.0) * P.CONFUSION_DPI)
+    blues = (img[..., 2] > img[..., 0] + 60).mean()  # the dominant diagonal is drawn in saturated blue
+    assert 0.002 < blues < 0.5
 
 
 @settings(max_examples=40, deadline=None)

@@ -104,3 +104,24 @@ def test_a_bad_eval_mode_fails_before_any_data_is_read(compose_cfg):
     cfg = compose_cfg("train", ["experiment=seg_demo", "task.eval.mode=whole"])
     with pytest.raises(ConfigError, match="task.eval.mode='whole'"):
         build.build_datamodule(cfg)
+
+
+def test_gpu_trainer_uses_bf16_and_older_gpus_fall_back_to_fp16(compose_cfg, monkeypatch, caplog):
+    import torch
+
+    monkeypatch.setattr(hardware, "gpu_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    cfg = compose_cfg("train", ["trainer=gpu"])
+    assert cfg.trainer.precision == "bf16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert hardware.fit_to_machine(cfg) == [] and cfg.trainer.precision == "bf16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    with caplog.at_level(logging.INFO, logger="cvexp"):
+        changes = hardware.fit_to_machine(cfg)
+    assert changes == ["trainer.precision bf16-mixed -> 16-mixed (this GPU has no bf16)"]
+    assert cfg.trainer.precision == "16-mixed" and len(_lines(caplog, logging.WARNING)) == 1
+
+
+def test_bf16_falls_back_to_32_on_a_cpu(compose_cfg, cpu_only):
+    cfg = compose_cfg("train", ["trainer=gpu", "trainer.accelerator=auto"])
+    assert "trainer.precision bf16-mixed -> 32-true" in hardware.fit_to_machine(cfg)

@@ -150,3 +150,19 @@ def test_datamodule_fold_config(demo_root, tmp_path):
     for bad in ({"fold": 1}, {"num_folds": 3}, {"fold": 3, "num_folds": 3}, {"fold": 0, "num_folds": 1}):
         with pytest.raises(ConfigError, match="data.fold"):
             _dm(demo_root, **bad)
+
+
+def test_an_evaluation_checks_only_the_split_it_reads(demo_root):
+    """setup("test") reads the test images only; a damaged training image surfaces when a stage
+    that reads it starts (fit), still before any model is built, and in dataset("train")."""
+    dm = _dm(demo_root)
+    dm.setup("test")
+    train_file = dm.class_root / dm.files[dm.split["train"][0]]
+    dm2 = _dm(demo_root)
+    train_file.write_bytes(b"damaged")
+    dm2.setup("test")  # the test split is whole
+    with pytest.raises(DataError, match=str(train_file)):
+        dm2.setup("fit")
+    with pytest.raises(DataError, match=str(train_file)):
+        _dm(demo_root).dataset("train")
+    assert len(_dm(demo_root).dataset("val")) == len(dm.split["val"])
