@@ -166,14 +166,3 @@ def _from_hub(hub_id: str, num_classes: int | None) -> nn.Module:
                           f"model.num_classes={num_classes}; use a dataset with {conv.out_channels} classes "
                           "(e.g. Cityscapes train ids for the Cityscapes checkpoints)")
     return model
-
-
-def infer_resized(net: nn.Module, images: torch.Tensor, size: Sequence[int] | None) -> torch.Tensor:
-    """Logits at the images' size from a forward pass at `size` (H, W): the image is resized
-    bilinearly, the logits upsampled bilinearly back (the VainF/Cityscapes inference convention when
-    full resolution is too slow). `size=None` runs at full resolution."""
-    h, w = images.shape[-2:]
-    if not size or tuple(size) == (h, w):
-        return net(images)
-    small = F.interpolate(images, size=tuple(int(s) for s in size), mode="bilinear", align_corners=False)
-    return F.interpolate(net(small), size=(h, w), mode="bilinear", align_corners=False)

@@ -82,7 +82,9 @@ def test_export_classification_round_trip(cls_run, tmp_path, fmt):
 # ------------------------------------------------------------------------------- segmentation
 @pytest.fixture(scope="module")
 def vainf_file(tmp_path_factory):
-    from cvexp.models.deeplab_vainf import VainfDeepLabV3Plus, save_vainf_checkpoint
+    from foreign_files import save_vainf_checkpoint
+
+    from cvexp.models.deeplab_vainf import VainfDeepLabV3Plus
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("vainf") / "best_deeplabv3plus_mobilenet_cityscapes_os16.pth"

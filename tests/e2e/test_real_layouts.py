@@ -179,7 +179,9 @@ def layouts(tmp_path_factory):
     base = tmp_path_factory.mktemp("real_layouts")
     t0 = time.time()
     vainf = base / "best_deeplabv3plus_mobilenet_cityscapes_os16.pth"
-    from cvexp.models.deeplab_vainf import VainfDeepLabV3Plus, save_vainf_checkpoint
+    from foreign_files import save_vainf_checkpoint
+
+    from cvexp.models.deeplab_vainf import VainfDeepLabV3Plus
 
     save_vainf_checkpoint(VainfDeepLabV3Plus("mobilenet", num_classes=19), vainf)
     d = {"base": base, "idd": base / "IDD_Segmentation", "cityscapes": base / "cityscapes",

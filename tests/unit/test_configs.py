@@ -62,7 +62,7 @@ def test_model_options_instantiate(compose_cfg, option):
             if k in cfg.model.keys():
                 cfg.model[k] = v
     runs.resolve_inputs(cfg)
-    net = instantiate(cfg.model, num_classes=7)  # (train passes the data module's count)
+    net = runs.build_model(cfg.model, 7)  # (train passes the data module's count)
     assert sum(p.numel() for p in net.parameters()) > 0
 
 

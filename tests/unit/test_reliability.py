@@ -259,9 +259,8 @@ def test_nonfinite_loss_stops_with_one_line(compose_cfg):
     from cvexp.engine import build
 
     cfg = compose_cfg("train", [])
-    from hydra.utils import instantiate
 
-    module = build.build_task(cfg.task, net=instantiate(cfg.model, num_classes=10), class_names=[str(i) for i in range(10)])
+    module = build.build_task(cfg.task, net=build.build_model(cfg.model, 10), class_names=[str(i) for i in range(10)])
     module.on_before_backward(torch.tensor(1.0))
     module.check_finite("now")  # finite: nothing happens
     module.on_before_backward(torch.tensor(float("nan")))
@@ -274,17 +273,16 @@ def test_nonfinite_loss_stops_with_one_line(compose_cfg):
 
 
 def test_best_tracker_travels_with_the_checkpoint(compose_cfg):
-    from hydra.utils import instantiate
 
     from cvexp.engine import build
 
     cfg = compose_cfg("train", [])
     names = [str(i) for i in range(10)]
-    a = build.build_task(cfg.task, net=instantiate(cfg.model, num_classes=10), class_names=names)
+    a = build.build_task(cfg.task, net=build.build_model(cfg.model, 10), class_names=names)
     a.val_f1_best.update(torch.tensor(0.75))
     ckpt = {}
     a.on_save_checkpoint(ckpt)
-    b = build.build_task(cfg.task, net=instantiate(cfg.model, num_classes=10), class_names=names)
+    b = build.build_task(cfg.task, net=build.build_model(cfg.model, 10), class_names=names)
     b.on_load_checkpoint(ckpt)
     assert float(b.val_f1_best.compute()) == pytest.approx(0.75)
 

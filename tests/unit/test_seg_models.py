@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cvexp.engine import build
 from cvexp.errors import CheckpointError, ConfigError
-from cvexp.models.segmentation import SmpDeepLabV3Plus, infer_resized
+from cvexp.models.segmentation import SmpDeepLabV3Plus
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -105,26 +106,19 @@ def test_local_weights_round_trip(tmp_path):
 
 
 def test_vainf_file_into_smp_points_to_the_right_config(tmp_path):
-    from cvexp.models.deeplab_vainf import VainfDeepLabV3Plus, save_vainf_checkpoint
+    from foreign_files import save_vainf_checkpoint
+
+    from cvexp.models.deeplab_vainf import VainfDeepLabV3Plus
 
     path = save_vainf_checkpoint(VainfDeepLabV3Plus("mobilenet"), tmp_path / "best_deeplabv3plus_mobilenet.pth")
     with pytest.raises(CheckpointError, match="model=deeplabv3plus_cityscapes"):
         SmpDeepLabV3Plus("resnet18", encoder_weights=None, num_classes=19, weights=str(path))
 
 
-def test_infer_resized():
-    net = SmpDeepLabV3Plus("resnet18", encoder_weights=None, num_classes=2).eval()
-    x = torch.randn(1, 3, 48, 96)
-    with torch.no_grad():
-        assert infer_resized(net, x, (32, 64)).shape == (1, 2, 48, 96)
-        assert torch.equal(infer_resized(net, x, None), net(x))
-
-
 def test_config(compose_cfg):
-    from hydra.utils import instantiate
 
     cfg = compose_cfg("train", ["model=deeplabv3plus", "data=demo_cityscapes", "model.encoder_weights=null"])
-    net = instantiate(cfg.model, num_classes=19).eval()  # (train passes the data module's count)
+    net = build.build_model(cfg.model, 19).eval()  # (train passes the data module's count)
     assert isinstance(net, SmpDeepLabV3Plus) and net.num_classes == 19
     with torch.no_grad():
         assert net(torch.randn(1, 3, 64, 128)).shape == (1, 19, 64, 128)

@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from foreign_files import save_vainf_checkpoint
+
+from cvexp.engine import build
 from cvexp.errors import CheckpointError, ConfigError
 from cvexp.models import deeplab_vainf as V
 
@@ -45,7 +48,7 @@ def resnet50():
 def mobilenet_file(mobilenet, tmp_path_factory):
     # as VainF writes it: best_score is a numpy float64 (from np.nanmean)
     path = tmp_path_factory.mktemp("vainf") / "best_deeplabv3plus_mobilenet_cityscapes_os16.pth"
-    return V.save_vainf_checkpoint(mobilenet, path, cur_itrs=30000, best_score=np.float64(0.721))
+    return save_vainf_checkpoint(mobilenet, path, cur_itrs=30000, best_score=np.float64(0.721))
 
 
 def _same_output(a, b):
@@ -87,7 +90,7 @@ def test_round_trip_mobilenet(mobilenet, mobilenet_file):
 
 
 def test_round_trip_resnet50_and_the_config_class(resnet50, tmp_path):
-    path = V.save_vainf_checkpoint(resnet50, tmp_path / "best_deeplabv3plus_resnet50_cityscapes_os16.pth.tar")
+    path = save_vainf_checkpoint(resnet50, tmp_path / "best_deeplabv3plus_resnet50_cityscapes_os16.pth.tar")
     imported = V.import_vainf_checkpoint(path, "resnet50")
     assert _same_output(resnet50, imported)
     from_config = V.VainfDeepLabV3Plus(backbone="resnet50", num_classes=19, output_stride=16, weights=str(path)).eval()
@@ -208,10 +211,9 @@ def test_local_imagenet_backbone_in_torchvision_layout(tmp_path):
 
 
 def test_config_route(compose_cfg, mobilenet, mobilenet_file):
-    from hydra.utils import instantiate
 
     cfg = compose_cfg("train", ["model=deeplabv3plus_cityscapes", "data=demo_cityscapes", "model.backbone=mobilenet",
                                 f"model.weights={mobilenet_file}"])
-    net = instantiate(cfg.model).eval()
+    net = build.build_model(cfg.model, 19).eval()
     assert _same_output(mobilenet, net)
     assert collections.Counter(type(m).__name__ for m in net.modules())["_InvertedResidual"] == 17
