@@ -91,7 +91,7 @@ def test_checkpoint_cannot_run_code_or_touch_folders(trained_run, tmp_path):
                               lambda c: c["data"].update(cache_dir=str(precious))]):
         doctored = tmp_path / f"data{i}.ckpt"
         _doctored_checkpoint(best, doctored, edit)
-        r = run_cli(["-m", "cvexp.eval", f"ckpt_path={doctored}", "+trainer.limit_test_batches=1",
+        r = run_cli(["-m", "cvexp.eval", f"ckpt_path={doctored}", "trainer.limit_test_batches=1",
                      f"hydra.run.dir={tmp_path / f'e{i + 2}'}"], env=ENV)
         assert sorted(p.name for p in precious.iterdir()) == ["thesis.tex"], r.stderr[-1000:]
         assert (precious / "thesis.tex").read_text() == "keep"
