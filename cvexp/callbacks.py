@@ -12,6 +12,9 @@
 
 It runs its epoch-end work after the LightningModule's `on_train_epoch_end` (it is a `Checkpoint`,
 which Lightning calls last), so the epoch's train metrics are in the row and in the checkpoint.
+
+`OptunaPruning` (conf/hparams_search/*) reports each epoch's validation metric to the Optuna trial a
+job of `hydra/sweeper=optuna` runs for, and stops hopeless trials early.
 """
 
 from __future__ import annotations
@@ -155,3 +158,40 @@ class RunState(Checkpoint):
         # sanity check in between runs under isolate_rng and uses the eval transforms.
         if state_dict.get("rng") is not None:
             set_random_states(state_dict["rng"], getattr(self, "_trainer", None))
+
+
+class OptunaPruning(pl.Callback):
+    """In a job of an Optuna search with a pruner (`hydra/sweeper/pruner=median`, conf/hparams_search/):
+    after every validation, report `monitor` of that epoch to the job's trial
+    (hydra_plugins.cvexp_optuna_sweeper.pruning) and, when the study's pruner calls the trial hopeless,
+    stop training at the end of the epoch; the job then tests its best checkpoint and ends as usual,
+    and the sweeper records the trial as pruned. In any other run (no sweep, no pruner) it does
+    nothing. Rank 0 decides; other DDP processes follow."""
+
+    def __init__(self, monitor: str) -> None:
+        self.monitor = monitor
+        self.pruned_at: int | None = None
+        self._link = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            from hydra_plugins.cvexp_optuna_sweeper.pruning import TrialLink
+
+            self._link = TrialLink.from_env()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        prune = False
+        if self._link is not None:
+            value = _scalar(trainer.callback_metrics.get(self.monitor))
+            if value is not None and math.isfinite(value):
+                prune = self._link.report(value, trainer.current_epoch)
+        prune = bool(trainer.strategy.broadcast(prune, src=0))
+        if prune and not trainer.should_stop:
+            trainer.should_stop = True
+            self.pruned_at = trainer.current_epoch
+            if self._link is not None:
+                self._link.mark_pruned(trainer.current_epoch)
+                log.info("Optuna trial %d pruned after epoch %d (%s = %.4f): stopping", self._link.number,
+                         trainer.current_epoch, self.monitor, _scalar(trainer.callback_metrics.get(self.monitor)))

@@ -48,8 +48,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     module.check_compatible(dm, cfg.ckpt_path)
     OmegaConf.save(build.resolved_container(cfg), out / "config.yaml")
     trainer = build.build_trainer(cfg)
-    loader = dm.test_dataloader() if split == "test" else dm.loader(split, augment=False, shuffle=False)
-    trainer.test(module, dataloaders=loader)
+    if split == "test":  # through the data module: under DDP its loaders shard the split exactly once
+        trainer.test(module, datamodule=dm)
+    else:
+        trainer.test(module, dataloaders=dm.loader(split, augment=False, shuffle=False))
     metrics = results.finite_metrics({k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
     results.write_run_results(out, module, trainer, metrics, [], dm)
     return metrics

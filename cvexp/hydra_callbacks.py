@@ -19,6 +19,10 @@ It also keeps W&B runs apart and named (conf/logger/wandb.yaml reads two environ
 - when the sweep's jobs logged to W&B, the report (image, job and group tables) becomes one more
   run of the group, with job_type `sweep_report`.
 
+Jobs of a sweep on the joblib launcher (`hydra/launcher=joblib`) run side by side in worker
+processes; before each one starts, `share_cores` caps its torch threads at `cores // parallel jobs`
+(at least 1), so that n_jobs x threads <= cores.
+
 Choose the baseline group of the seed statistics with
 `'hydra.callbacks.sweep_report.baseline="aug=none"'` (default: the first group) and the
 significance level with `hydra.callbacks.sweep_report.alpha=0.01`. Turn the report off with
@@ -90,6 +94,111 @@ def finish_wandb_run() -> None:
         log.warning("could not finish the W&B run: %s", e)
 
 
+def parallel_jobs(config: DictConfig) -> int | None:
+    """How many jobs of the sweep run at once in local worker processes (the joblib launcher's
+    `n_jobs`, -1 = every core, -2 = all but one, as joblib counts them); None for launchers that
+    run one job at a time in this process or on other machines."""
+    try:
+        launcher = config.hydra.launcher
+        target = str(launcher.get("_target_", ""))
+    except Exception:  # noqa: BLE001 - no hydra node (called by hand)
+        return None
+    if not target.endswith("JoblibLauncher"):
+        return None
+    from joblib import cpu_count
+
+    n = int(launcher.get("n_jobs") or -1)
+    return max(1, n if n > 0 else cpu_count() + 1 + n)
+
+
+def share_cores(config: DictConfig) -> int | None:
+    """In a job of a parallel local sweep: at most cores // parallel jobs torch threads (at least 1),
+    so that n_jobs x threads <= cores. joblib's loky workers already start with OMP_NUM_THREADS set
+    that way unless the user set it; this also holds when the user asked for more. Returns the
+    job's thread count, None for other launchers (nothing changed)."""
+    n_jobs = parallel_jobs(config)
+    if n_jobs is None:
+        return None
+    import torch
+    from joblib import cpu_count
+
+    limit = max(1, cpu_count() // n_jobs)
+    if torch.get_num_threads() > limit:
+        log.info("%d parallel job(s) on %d core(s): %d torch thread(s) for this one (was %d)", n_jobs,
+                 cpu_count(), limit, torch.get_num_threads())
+        torch.set_num_threads(limit)
+    return torch.get_num_threads()
+
+
+class StopSignalForwarder:
+    """The sweep's main process while jobs run in joblib worker processes. A scheduler's SIGTERM
+    reaches this process only: it is passed on to the workers, whose jobs then stop at the next
+    batch boundary, save last.ckpt, record `interrupted` and write the sweep report
+    (cvexp.engine.entry); the sweep ends with their exit code (143). Ctrl-C reaches every process
+    of the terminal's group by itself, so this process only waits for its workers. A second signal
+    stops at once (joblib then ends its workers)."""
+
+    SIGNALS = ("SIGTERM", "SIGINT")
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> StopSignalForwarder:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                s = getattr(signal, name)
+                self._previous[s] = signal.getsignal(s)
+                signal.signal(s, self._handle)
+        return self
+
+    def restore(self) -> None:
+        import signal
+
+        for s, h in self._previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+    def _handle(self, signum, frame) -> None:
+        import signal
+
+        if self.received is not None:  # the second signal: do not wait any longer
+            self.restore()
+            raise KeyboardInterrupt
+        self.received = signum
+        if signum != signal.SIGINT:  # (Ctrl-C has reached the workers already)
+            forward_signal(signum)
+        log.warning("%s: waiting for the running jobs to stop and save their state (again to stop at once)",
+                    signal.Signals(signum).name)
+
+
+_forwarder: StopSignalForwarder | None = None  # (module state: the callback itself is pickled to workers)
+
+
+def _stop_forwarding() -> None:
+    global _forwarder
+    if _forwarder is not None:
+        _forwarder.restore()
+        _forwarder = None
+
+
+def forward_signal(signum: int) -> list[int]:
+    """Send `signum` to this process's worker processes (multiprocessing/loky children); their pids."""
+    import multiprocessing
+
+    sent = []
+    for p in multiprocessing.active_children():
+        try:
+            os.kill(p.pid, signum)
+            sent.append(p.pid)
+        except (ProcessLookupError, TypeError):
+            pass
+    return sent
+
+
 class SweepReport(Callback):
     def __init__(self, enabled: bool = True, fail_on_error: bool = True, baseline: Any = None,
                  alpha: float = 0.05, log_to_wandb: bool = True) -> None:
@@ -105,6 +214,9 @@ class SweepReport(Callback):
         self._sweep_overrides: list[str] | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _forwarder
+        if parallel_jobs(config) is not None and _forwarder is None:
+            _forwarder = StopSignalForwarder().install()
         # resolved once, here: ${now:...} in the sweep dir must give the folder the jobs use
         self._sweep_dir = sweep_dir_of(config)
         self._sweep_overrides = _overrides_of(config)
@@ -113,6 +225,7 @@ class SweepReport(Callback):
             os.environ[GROUP_ENV] = sweep_group_name(self._sweep_dir)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        share_cores(config)  # joblib launcher: jobs side by side share the cores
         finish_wandb_run()  # a run left open by anything before this job is not this job's
         name = run_name(_overrides_of(config), self._sweep_overrides)
         if name:
@@ -127,6 +240,7 @@ class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = self._sweep_dir or sweep_dir_of(config)
         self._restore_group()
+        _stop_forwarding()
         if not self.enabled or sweep_dir is None or not sweep_dir.is_dir():
             return
         from cvexp.analysis import sweep_report as report
@@ -146,6 +260,12 @@ class SweepReport(Callback):
             except Exception as e:  # noqa: BLE001 - the dashboard copy is a convenience
                 log.warning("could not log the sweep report to W&B: %s", e)
         bad = report.failed_rows(rows)
+        search = report.read_search_results(sweep_dir)
+        if not bad and search is not None and search.get("best_trial") is None and search.get("n_trials"):
+            log.error("no trial of the search completed with a value (see %s); no best parameters",
+                      sweep_dir / report.OPTUNA_TRIALS_CSV)
+            if self.fail_on_error:
+                raise SystemExit(1)
         if not bad:
             return
         lines = [f"{len(bad)} of {len(rows)} job(s) of the sweep did not complete:"]
@@ -153,6 +273,10 @@ class SweepReport(Callback):
             why = report.one_line(r["error"], 240) or "no error recorded (killed?)"
             lines.append(f"  job {r['job']} [{r['status']}] {' '.join(r['overrides'])}: {why}")
         lines.append(f"details: {sweep_dir}/<job>/status.json; report: {sweep_dir / report.REPORT_MD}")
+        if search_tolerated_failures(sweep_dir):
+            lines.append("the search tolerates these (hydra.sweeper.max_failure_rate) and found its best trial")
+            log.warning("\n".join(lines))
+            return
         log.error("\n".join(lines))
         if self.fail_on_error:
             # SystemExit passes through Hydra's error handling: the sweep's exit code says it failed
@@ -163,6 +287,15 @@ class SweepReport(Callback):
             os.environ.pop(GROUP_ENV, None)
         else:
             os.environ[GROUP_ENV] = self._old_group
+
+
+def search_tolerated_failures(sweep_dir: Path) -> bool:
+    """A hyperparameter search (the Optuna sweeper) whose failed trials stayed within its
+    max_failure_rate and that has a best trial: its failures do not fail the sweep."""
+    from cvexp.analysis import sweep_report as report
+
+    res = report.read_search_results(sweep_dir)
+    return bool(res) and not res.get("stopped_by_failures") and res.get("best_trial") is not None
 
 
 def _refuse(msg: str) -> None:

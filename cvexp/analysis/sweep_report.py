@@ -27,6 +27,12 @@ marking differences with p < alpha (cvexp.analysis.stats). report_groups.csv hol
 the plot shows each repeat's point beside its group's mean and interval. Per-class test F1 and
 recall (means per group) sit side by side, so the effect of class weights or a balanced sampler
 on the rare classes is visible.
+
+Hyperparameter searches (`hparams_search=...`, hydra_plugins/cvexp_optuna_sweeper): the sweeper
+writes `optuna_trials.csv` (trial number, job, state COMPLETE | PRUNED | FAIL) and
+`optimization_results.yaml` into the sweep directory. The report then lists the trials in order with
+their state and the best value so far, and marks the best trial: the best *complete* trial by the
+validation metric (a pruned trial stopped early and is never the best, as in Optuna).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from cvexp.analysis.stats import ALPHA, CONFIDENCE, summarize, welch
 
 REPORT_MD, REPORT_CSV, REPORT_PNG = "report.md", "report.csv", "report.png"
 REPORT_GROUPS_CSV = "report_groups.csv"
+OPTUNA_TRIALS_CSV, OPTUNA_RESULTS = "optuna_trials.csv", "optimization_results.yaml"  # (the Optuna sweeper's)
 JOB_CONFIG = "config.yaml"  # the resolved config a job writes into its folder
 
 # Headline metrics shown in the Markdown table and the plot, in this order, when any job has them.
@@ -226,8 +233,58 @@ def _as_float(v: Any) -> float | None:
 
 
 def collect_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
-    """One row per job folder, in job-number order."""
-    return [read_job(d) for d in find_job_dirs(sweep_dir)]
+    """One row per job folder, in job-number order; in a search also the job's trial (`trial`,
+    `trial_state`, `pruned_at_epoch`)."""
+    rows = [read_job(d) for d in find_job_dirs(sweep_dir)]
+    trials = read_trials(sweep_dir)
+    for r in rows:
+        t = trials.get(str(r["job"]))
+        if t:
+            r.update(trial=t["trial"], trial_state=t["state"], pruned_at_epoch=t["pruned_at_epoch"])
+    return rows
+
+
+def read_trials(sweep_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """{job: {trial, state, pruned_at_epoch}} from the Optuna sweeper's optuna_trials.csv ({} when the
+    sweep was no search, or the file is unreadable)."""
+    path = Path(sweep_dir) / OPTUNA_TRIALS_CSV
+    if not path.is_file():
+        return {}
+    out = {}
+    try:
+        with open(path, newline="") as fh:
+            for t in csv.DictReader(fh):
+                if t.get("job") not in (None, "") and str(t.get("trial", "")).isdigit():
+                    epoch = t.get("pruned_at_epoch") or ""
+                    out[str(t["job"])] = {"trial": int(t["trial"]), "state": t.get("state") or "",
+                                          "pruned_at_epoch": int(epoch) if epoch.isdigit() else None}
+    except (OSError, csv.Error):
+        return {}
+    return out
+
+
+def read_search_results(sweep_dir: str | Path) -> dict[str, Any] | None:
+    """The Optuna sweeper's optimization_results.yaml (None when absent or unreadable)."""
+    path = Path(sweep_dir) / OPTUNA_RESULTS
+    if not path.is_file():
+        return None
+    try:
+        import yaml
+
+        data = yaml.safe_load(path.read_text())
+    except Exception:  # noqa: BLE001 - half-written
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_search(rows: Sequence[dict]) -> bool:
+    """Jobs of a hyperparameter search (their trials are known)."""
+    return any(r.get("trial") is not None for r in rows)
+
+
+def _can_be_best(row: dict) -> bool:
+    """In a search only complete trials count (a pruned one stopped early; Optuna's best_trial alike)."""
+    return row.get("trial") is None or row.get("trial_state") in ("COMPLETE", "")
 
 
 # ------------------------------------------------------------------------------------ columns
@@ -331,7 +388,7 @@ def counterpart_test_metric(metric: str | None, rows: Sequence[dict]) -> str | N
 def best_row(rows: Sequence[dict]) -> dict | None:
     """The completed job with the best validation number (selection_metric), or None."""
     metric = selection_metric(rows)
-    ranked = [r for r in rows if metric and r["metrics"].get(metric) is not None]
+    ranked = [r for r in rows if metric and r["metrics"].get(metric) is not None and _can_be_best(r)]
     if not ranked:
         return None
     pick = max if selection_higher_is_better(rows) else min
@@ -361,8 +418,10 @@ def group_rows(rows: Sequence[dict], repeat_keys: Sequence[str] = REPEAT_KEYS) -
         g = groups.get(ident)
         if g is None:
             shown = {k: ov.get(k, "-") for k in label_keys}
-            g = groups[ident] = {"label": " ".join(f"{k}={v}" for k, v in shown.items()) or "all jobs",
-                                 "overrides": shown, "rows": []}
+            label = " ".join(f"{k}={short_value(v)}" for k, v in shown.items()) or "all jobs"
+            if r.get("trial") is not None:  # a search: every trial has its own values
+                label = f"trial {r['trial']}"
+            g = groups[ident] = {"label": label, "overrides": shown, "rows": []}
         g["rows"].append(r)
     return list(groups.values())
 
@@ -458,9 +517,21 @@ def write_groups_csv(stats: Sequence[dict], path: str | Path) -> Path:
 
 def job_label(row: dict, keys: Sequence[str]) -> str:
     """Short name of a job from its swept values: `aug=strong model=resnet18` -> `strong, resnet18`."""
+    if row.get("trial") is not None:
+        return f"trial {row['trial']}"
     ov = {override_key(o): override_value(o) for o in row["overrides"]}
-    vals = [ov.get(k, "-") for k in keys]
+    vals = [short_value(ov.get(k, "-")) for k in keys]
     return ", ".join(vals) if vals else f"job {row['job']}"
+
+
+def short_value(v: str) -> str:
+    """A sampled float as 4 significant digits for tables (`0.0030405325392865654` -> `0.00304`);
+    anything else as it is (report.csv keeps the full values)."""
+    if not isinstance(v, str) or len(v) <= 8 or re.fullmatch(r"[-+]?\d+", v.strip()):
+        return v
+    if not re.fullmatch(r"[-+]?(\d+\.\d*|\.\d+|\d+)(e[-+]?\d+)?", v.strip(), re.I):
+        return v
+    return f"{float(v):.4g}"
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -532,7 +603,7 @@ def _selection_lines(rows: Sequence[dict], varying: Sequence[str], groups: Seque
     if best is not None:
         beside = f"; {test_m} = {_fmt(best['metrics'].get(test_m))}" if test_m else ""
         ov = _override_dict(best)
-        desc = " ".join(f"{k}={ov.get(k, '-')}" for k in varying)
+        desc = " ".join(f"{k}={short_value(ov.get(k, '-'))}" for k in varying)
         lines.append(f"Best by `{sel}` (validation; the sweep's optimized_metric): job {best['job']}"
                      + (f" ({desc})" if desc else "") + f" = {best['metrics'][sel]:.4f}{beside}")
     if has_repeats(groups) and len(groups) > 1:
@@ -547,6 +618,35 @@ def _selection_lines(rows: Sequence[dict], varying: Sequence[str], groups: Seque
                 beside = f"; {test_m} = {_mean_std(t)}"
             lines.append(f"Best group by mean `{sel}`: **{g['label']}** = {_mean_std(s)} (n={s['n']}){beside}")
     return lines + [""] if lines else []
+
+
+def best_so_far(rows: Sequence[dict]) -> dict[int, float | None]:
+    """{id(row): the best selection-metric value of the complete trials up to this one}, rows in
+    trial order (a search's running best)."""
+    metric = selection_metric(rows)
+    pick = max if selection_higher_is_better(rows) else min
+    best, out = None, {}
+    for r in sorted(rows, key=lambda r: (r.get("trial") is None, r.get("trial") or 0, _job_number(Path(str(r["job"]))))):
+        v = r["metrics"].get(metric) if metric else None
+        if v is not None and _can_be_best(r):
+            best = v if best is None else pick(best, v)
+        out[id(r)] = best
+    return out
+
+
+def _search_lines(rows: Sequence[dict], sweep_dir: str | Path) -> list[str]:
+    """What the Optuna search was and how its trials ended."""
+    res = read_search_results(sweep_dir) or {}
+    states = [r.get("trial_state") or "?" for r in rows if r.get("trial") is not None]
+    counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
+                       if states.count(s))
+    what = (f"Optuna search: study `{res.get('study_name', '?')}`, {res.get('direction', '?')}, "
+            f"{len(states)} trial(s) ({counts}); the rows below are the trials in order")
+    lines = [what + (f"; best trial {res['best_trial']} (job {res.get('best_job')}) = "
+                     f"{_fmt(res.get('best_value'))}" if res.get("best_trial") is not None else "") + ".  ",
+             f"Study: `{res.get('storage', '?')}`; trials: `{OPTUNA_TRIALS_CSV}`; best parameters: `{OPTUNA_RESULTS}`. "
+             "Pruned trials stopped early and are never the best.", ""]
+    return lines
 
 
 def _mean_std(s: dict) -> str:
@@ -635,17 +735,32 @@ def markdown(rows: Sequence[dict], sweep_dir: str | Path, png_name: str | None =
     if common:
         lines.append("Common overrides: " + " ".join(f"`{k}={v}`" for k, v in common.items()))
     lines.append("")
+    search = is_search(rows)
+    if search:
+        lines += _search_lines(rows, sweep_dir)
     lines += _selection_lines(rows, varying, groups)
     best = best_row(rows)
-    mark_best = best is not None and sum(r["metrics"].get(selection_metric(rows)) is not None for r in rows) > 1
-    cols = ["job"] + varying + head + gaps + ["epochs", "wall time (s)", "status"]
+    sel = selection_metric(rows)
+    mark_best = best is not None and (search or sum(r["metrics"].get(sel) is not None for r in rows) > 1)
+    trial_cols = ["trial", "state"] if search else []
+    so_far = ([f"best {sel} so far"] if search and sel else [])
+    cols = ["job"] + trial_cols + varying + head + so_far + gaps + ["epochs", "wall time (s)", "status"]
     lines.append("| " + " | ".join(short_metric(c) for c in cols) + " |")
-    lines.append("|" + "|".join("---" if c in ["job", *varying, "status"] else "---:" for c in cols) + "|")
+    lines.append("|" + "|".join("---" if c in ["job", *trial_cols, *varying, "status"] else "---:" for c in cols)
+                 + "|")
+    running = best_so_far(rows) if so_far else {}
     for r in rows:
         ov = _override_dict(r)
         job = f"{r['job']} (best)" if mark_best and r is best else r["job"]
-        cells = [job] + [ov.get(k, "-") for k in varying]
+        cells = [job]
+        if search:
+            state = r.get("trial_state") or "-"
+            if r.get("pruned_at_epoch") is not None:
+                state += f" (epoch {r['pruned_at_epoch']})"
+            cells += [f"**{r['trial']}**" if mark_best and r is best else _fmt(r.get("trial")), state]
+        cells += [short_value(ov.get(k, "-")) for k in varying]
         cells += [_fmt(r["metrics"].get(m)) for m in head]
+        cells += [_fmt(running.get(id(r)))] if so_far else []
         cells += [_fmt(r.get(g)) for g in gaps]
         cells += [_fmt(r["epochs"]), _fmt(r["wall_time_s"], 1), r["status"]]
         lines.append("| " + " | ".join(_md_cell(str(c)) for c in cells) + " |")

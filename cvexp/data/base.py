@@ -1,5 +1,18 @@
-"""What every DataModule here shares: loaders over `dataset(split, augment)` for three splits, and
-the optional class-balanced training sampler."""
+"""What every DataModule here shares: loaders over `dataset(split, augment)` for three splits, the
+optional class-balanced training sampler, and evaluation loaders that score every sample exactly once
+under multi-process training (DDP).
+
+Why the last: Lightning gives val/test loaders of a DDP run its `DistributedSampler`, which pads the
+split to a multiple of the process count by repeating samples (239 test images on 2 processes are
+scored as 240). The torchmetrics states (sums) are then added up over the processes with the repeats
+in them, and the run's test numbers differ from a single-process evaluation of the same checkpoint.
+`val_dataloader`/`test_dataloader` therefore hand Lightning loaders that already carry an
+`UnpaddedDistributedSampler` (rank r takes samples r, r+R, r+2R, ...): Lightning leaves a
+`DistributedSampler` it finds in place, the shards differ in length by at most one, and the summed
+metric states count every sample once. Training keeps Lightning's padded sampler (DDP needs the same
+number of steps on every process). The shards are cut whatever `trainer.use_distributed_sampler`
+says: that flag hands the *training* loader to the user, but an unsharded evaluation would count
+every sample once per process."""
 
 from __future__ import annotations
 
@@ -7,7 +20,7 @@ from collections.abc import Iterator, Sequence
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 
 from cvexp.data.transforms import seed_worker_transforms
 from cvexp.errors import ConfigError
@@ -45,6 +58,50 @@ class BalancedSampler(Sampler[int]):
         self._drawn = self.epoch
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         yield from torch.multinomial(self.weights, self.num_samples, replacement=True, generator=g).tolist()
+
+
+class UnpaddedDistributedSampler(DistributedSampler):
+    """Every sample exactly once over `num_replicas` processes, in order: process `rank` takes samples
+    rank, rank + R, rank + 2R, ... Nothing is repeated or dropped; shards differ in length by at most one,
+    so the processes may run one batch more or less (fine for evaluation, where nothing is synchronised
+    per step; not for training). A `DistributedSampler`, so Lightning does not replace it."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        self.total_size = len(dataset)
+        self.num_samples = len(range(rank, self.total_size, num_replicas))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.total_size, self.num_replicas))
+
+
+def process_shard(trainer) -> tuple[int, int] | None:
+    """(number of processes, this one's rank) when `trainer` runs several processes (DDP and other
+    parallel strategies), else None."""
+    kwargs = getattr(trainer, "distributed_sampler_kwargs", None) if trainer is not None else None
+    if not kwargs or int(kwargs.get("num_replicas", 1)) <= 1:
+        return None
+    return int(kwargs["num_replicas"]), int(kwargs.get("rank", 0))
+
+
+def sharded_for_eval(loader: DataLoader, num_replicas: int, rank: int, split: str = "eval") -> DataLoader:
+    """The same loader (dataset, batch size, workers, collate function) reading only this process's
+    unpadded shard. Loaders that do not read in order (a shuffled or custom sampler) are returned as
+    they are."""
+    if not isinstance(loader.sampler, SequentialSampler) or loader.batch_size is None:
+        return loader
+    n = len(loader.dataset)
+    if 0 < n < num_replicas:
+        raise ConfigError(f"the {split} split has {n} sample(s), fewer than the {num_replicas} processes of "
+                          f"this run (trainer.devices x trainer.num_nodes); each needs at least one: use "
+                          f"fewer trainer.devices or a larger {split} split")
+    return DataLoader(loader.dataset, batch_size=loader.batch_size,
+                      sampler=UnpaddedDistributedSampler(loader.dataset, num_replicas, rank),
+                      num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+                      drop_last=loader.drop_last, timeout=loader.timeout, worker_init_fn=loader.worker_init_fn,
+                      multiprocessing_context=loader.multiprocessing_context, generator=loader.generator,
+                      prefetch_factor=loader.prefetch_factor, persistent_workers=loader.persistent_workers,
+                      pin_memory_device=loader.pin_memory_device)
 
 
 class SplitDataModule(pl.LightningDataModule):
@@ -97,8 +154,15 @@ class SplitDataModule(pl.LightningDataModule):
     def train_dataloader(self):
         return self.loader("train")
 
+    def eval_loader(self, split: str) -> DataLoader:
+        """`loader(split)`, cut into this process's unpadded shard when the attached Trainer runs
+        several processes (module docstring); as it is otherwise."""
+        loader = self.loader(split)
+        shard = process_shard(self.trainer)
+        return sharded_for_eval(loader, *shard, split=split) if shard else loader
+
     def val_dataloader(self):
-        return self.loader("val")
+        return self.eval_loader("val")
 
     def test_dataloader(self):
-        return self.loader("test")
+        return self.eval_loader("test")

@@ -64,21 +64,59 @@ def _image_size(ann: Mapping, where: str) -> tuple[int, int]:
     return w, h
 
 
+def _polygon_error(where: str, k: int) -> DataError:
+    return DataError(f"{where}: objects[{k}].polygon must be a list of [x, y] points")
+
+
 def _check_polygon(polygon: Any, where: str, k: int) -> list[tuple]:
+    """The points of a polygon PIL is not handed as is (not a list/tuple, or not drawn): every
+    point must be numeric [x, y]."""
     try:
-        _ = [(float(p[0]), float(p[1])) for p in polygon]  # every point has numeric x, y
-        if any(len(p) != 2 for p in polygon):
-            raise ValueError
+        points = [tuple(p) for p in polygon]
+        for x, y in points:  # exactly two numeric coordinates per point
+            float(x), float(y)
     except (TypeError, ValueError, IndexError, KeyError):
-        raise DataError(f"{where}: objects[{k}].polygon must be a list of [x, y] points") from None
+        raise _polygon_error(where, k) from None
     # keep integer coordinates as integers: the official tools pass the JSON values to PIL as they are
-    return [tuple(p) for p in polygon]
+    return points
 
 
 # ------------------------------------------------------------------------------ drawing
 def fill_polygon(draw: ImageDraw.ImageDraw, polygon: Sequence[Sequence[float]], value) -> None:
-    """The official tools' fill: PIL `ImageDraw.polygon(points, fill=value)` (no outline)."""
-    draw.polygon([(p[0], p[1]) for p in polygon], fill=value)
+    """The official tools' fill: PIL `ImageDraw.polygon(points, fill=value)` (no outline). A list
+    or tuple of [x, y] lists/tuples goes to PIL as it is (PIL reads the coordinates as doubles, as
+    from tuples; nothing is copied); anything else is made a list of (x, y) first."""
+    if not isinstance(polygon, (list, tuple)):
+        polygon = [(p[0], p[1]) for p in polygon]
+    draw.polygon(polygon, fill=value)
+
+
+def _shared_canvas(w: int, h: int, background: int) -> tuple[np.ndarray, Image.Image]:
+    """A (h, w) uint8 array and an "L" image drawing into the same memory, so the mask needs no
+    copy out of PIL (`np.asarray(img)` copies it three times). Falls back to a plain image (and one
+    copy at the end) where this Pillow does not share the buffer."""
+    arr = np.full((h, w), background, np.uint8)
+    if _SHARES_BUFFER[0]:
+        img = Image.frombuffer("L", (w, h), arr, "raw", "L", 0, 1)
+        img.readonly = 0  # draw into `arr` (frombuffer marks it read-only; drawing would copy)
+        return arr, img
+    return arr, Image.new("L", (w, h), background)
+
+
+def _probe_shared_buffer() -> bool:
+    try:
+        arr = np.zeros((3, 4), np.uint8)
+        img = Image.frombuffer("L", (4, 3), arr, "raw", "L", 0, 1)
+        img.readonly = 0
+        ImageDraw.Draw(img).point((1, 2), fill=7)
+        return int(arr[2, 1]) == 7 and int(arr.sum()) == 7
+    except Exception:  # noqa: BLE001 - any failure: use the copying path
+        return False
+
+
+_UNSEEN = object()
+_SHARES_BUFFER = [True]
+_SHARES_BUFFER[0] = _probe_shared_buffer()
 
 
 def resolve_label(label: str, label_to_id: Mapping[str, int]) -> str | None:
@@ -113,28 +151,52 @@ def rasterize_polygons(annotation: Mapping[str, Any] | str | os.PathLike,
     objects = ann.get("objects")
     if not isinstance(objects, list):
         raise DataError(f"{where}: 'objects' must be a list of {{label, polygon}}")
-    img = Image.new("L", (w, h), int(background))
+    arr, img = _shared_canvas(w, h, int(background))
     draw = ImageDraw.Draw(img)
+    min_points = max(int(min_points), 2)  # PIL cannot draw fewer than 2 points
+    values: dict[str, int | None] = {}  # label -> value drawn (None: unknown), resolved once per label
     for k, obj in enumerate(objects):
         if not isinstance(obj, Mapping) or "label" not in obj or "polygon" not in obj:
             raise DataError(f"{where}: objects[{k}] needs 'label' and 'polygon'")
         if obj.get("deleted"):
             continue
-        polygon = _check_polygon(obj["polygon"], where, k)
-        if len(polygon) < max(int(min_points), 2):  # PIL cannot draw fewer than 2 points
+        polygon = obj["polygon"]
+        try:
+            # PIL reads and checks the [x, y] lists itself when drawing; only bare numbers, which
+            # it would read as a flat x, y, x, y list, are to be refused here (a C-speed pass)
+            simple = isinstance(polygon, (list, tuple)) and min(map(len, polygon), default=2) == 2
+        except TypeError:
+            simple = False
+        if not simple:
+            polygon = _check_polygon(polygon, where, k)  # raises, or makes it a list of (x, y)
+        label = obj["label"]
+        value = values.get(label, _UNSEEN) if type(label) is str else _UNSEEN
+        if value is _UNSEEN:
+            key = resolve_label(str(label), label_to_id)
+            value = None if key is None else int(label_to_id[key])
+            if type(label) is str:
+                values[label] = value
+        drawn = len(polygon) >= min_points and value is not None and value >= 0
+        if simple and not drawn:
+            _check_polygon(polygon, where, k)  # not drawn, still checked (as PIL would)
+        if len(polygon) < min_points:
             continue
-        key = resolve_label(str(obj["label"]), label_to_id)
-        if key is None:
+        if value is None:
             if on_unknown == "error":
                 raise DataError(f"{where}: objects[{k}] has unknown label {obj['label']!r}; it is not in "
                                 "the dataset's label table (fix the label in the JSON)")
             log.warning("%s: label %r not known; object skipped", where, obj["label"])
             continue
-        value = int(label_to_id[key])
         if value < 0:  # official: negative ids are not drawn
             continue
-        fill_polygon(draw, polygon, value)
-    return np.asarray(img, dtype=np.uint8).copy()
+        try:
+            draw.polygon(polygon, fill=value)
+        except (TypeError, ValueError):  # a point that is not two numbers
+            raise _polygon_error(where, k) from None
+    if _SHARES_BUFFER[0]:
+        del draw, img  # `arr` holds the mask
+        return arr
+    return np.array(img, dtype=np.uint8)
 
 
 # ------------------------------------------------------------------------------ encodings + cache

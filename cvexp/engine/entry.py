@@ -120,6 +120,7 @@ def entry_point(fn: Callable[[DictConfig], dict], config_name: str,
 
     def main() -> None:
         use_headless_plots()
+        _plugins_discoverable()
         if prepare_argv is not None:
             try:
                 sys.argv[1:] = prepare_argv(sys.argv[1:])
@@ -129,6 +130,15 @@ def entry_point(fn: Callable[[DictConfig], dict], config_name: str,
 
     main.__doc__ = fn.__doc__
     return main
+
+
+def _plugins_discoverable() -> None:
+    """cvexp's Hydra plugins (the Optuna sweeper) found from any directory, editable installs too."""
+    try:
+        from hydra_plugins.cvexp_optuna_sweeper import make_discoverable
+    except ImportError:
+        return
+    make_discoverable()
 
 
 def use_headless_plots() -> None:

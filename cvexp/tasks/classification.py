@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
-from torchmetrics import MaxMetric
+from torchmetrics import MaxMetric, MeanMetric
 
 from cvexp import losses
 from cvexp import metric_names as M
@@ -53,6 +53,9 @@ class ClassificationModule(TaskModule):
         # ModuleDict keys may not shadow nn.Module attributes ("train"), hence the "_m" suffix
         self.confmat = nn.ModuleDict({f"{s}_m": ClassificationConfusion(self.num_classes) for s in M.STAGES})
         self.val_f1_best = MaxMetric()
+        # val/test loss as a sum-state metric: exact under DDP with uneven shards (Lightning's own
+        # sync_dist mean truncates the integer sample count when averaging it over processes)
+        self.eval_loss = nn.ModuleDict({f"{s}_m": MeanMetric() for s in (M.VAL, M.TEST)})
 
     def best_state(self) -> dict:
         return {"val_f1_best": self.val_f1_best.max_value.detach().cpu()}
@@ -94,9 +97,13 @@ class ClassificationModule(TaskModule):
         logits = self(x)
         loss = self.loss(logits, y)
         self.confmat[f"{stage}_m"].update(logits.detach().argmax(dim=1), y)
-        train = stage == M.TRAIN
-        self.log(M.name(stage, M.LOSS), loss.detach(), on_step=train, on_epoch=True, prog_bar=True,
-                 batch_size=x.shape[0], sync_dist=not train)
+        if stage == M.TRAIN:
+            self.log(M.name(stage, M.LOSS), loss.detach(), on_step=True, on_epoch=True, prog_bar=True,
+                     batch_size=x.shape[0])
+        else:
+            mean = self.eval_loss[f"{stage}_m"]
+            mean.update(loss.detach(), weight=x.shape[0])
+            self.log(M.name(stage, M.LOSS), mean, on_epoch=True, prog_bar=True)
         return loss
 
     def training_step(self, batch, batch_idx):

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
 
 from cvexp import losses
 from cvexp import metric_names as M
@@ -77,6 +78,7 @@ class SegmentationModule(TaskModule):
         self.confusion = nn.ModuleDict({f"{s}_m": seg_metrics.SegmentationConfusion(self.num_classes, ignore_index)
                                         for s in M.STAGES})
         self.best_miou = -math.inf
+        self.eval_loss = nn.ModuleDict({f"{s}_m": MeanMetric() for s in (M.VAL, M.TEST)})
         self.register_buffer("prediction_lut", torch.empty(0, dtype=torch.long), persistent=False)
         self.eval_class_names = self.class_names
         self.test_images: list[dict] = []
@@ -194,8 +196,9 @@ class SegmentationModule(TaskModule):
             if stage == M.TEST:
                 self._record_test_images(batch, pred, y, j)
         if losses:  # (mapped predictions have no loss in the data's space)
-            self.log(M.name(stage, M.LOSS), torch.stack(losses).mean(), on_epoch=True, prog_bar=True,
-                     batch_size=images.shape[0], sync_dist=True)
+            mean = self.eval_loss[f"{stage}_m"]  # a sum-state metric: exact under DDP with uneven shards
+            mean.update(torch.stack(losses).mean().detach(), weight=images.shape[0])
+            self.log(M.name(stage, M.LOSS), mean, on_epoch=True, prog_bar=True)
 
     def _record_test_images(self, batch: dict, pred: torch.Tensor, y: torch.Tensor, j: int | None) -> None:
         n = len(self.eval_class_names)
@@ -248,11 +251,23 @@ class SegmentationModule(TaskModule):
 
     def on_test_epoch_end(self):
         values = self._log_epoch(M.TEST)
+        self._gather_test_images()
         for name, v in zip(self.eval_class_names, values["iou"]):
             self.log(M.per_class(M.TEST, "iou", name), float(v))
         if self.test_is_val is not None:
             self.log(TEST_IS_VAL, float(self.test_is_val))
         self.test_confusion = values["confusion"]
+
+    def _gather_test_images(self) -> None:
+        """Under DDP each process scored its own shard: every process gets all per-image records
+        (in test order), so per_image.csv and the failure pictures cover the whole split."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+            return
+        shards: list = [None] * dist.get_world_size()
+        dist.all_gather_object(shards, self.test_images)
+        self.test_images = sorted((r for shard in shards for r in shard), key=lambda r: r["index"])
 
     def best_state(self) -> dict:
         return {"best_miou": self.best_miou}

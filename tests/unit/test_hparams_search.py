@@ -22,14 +22,17 @@ from cvexp.data.base import SplitDataModule, UnpaddedDistributedSampler, process
 from cvexp.errors import ConfigError
 
 optuna = pytest.importorskip("optuna")
-from hydra_plugins.cvexp_optuna_sweeper import _impl, _search_space as space, pruning  # noqa: E402
+from hydra_plugins.cvexp_optuna_sweeper import _impl, pruning
+from hydra_plugins.cvexp_optuna_sweeper import _search_space as space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 # ------------------------------------------------------------------------------ search-space syntax
 def test_search_space_syntax_of_hydra_optuna_sweeper():
-    from optuna.distributions import CategoricalDistribution as Cat, FloatDistribution as Float, IntDistribution as Int
+    from optuna.distributions import CategoricalDistribution as Cat
+    from optuna.distributions import FloatDistribution as Float
+    from optuna.distributions import IntDistribution as Int
 
     found, fixed = space.parse([
         "optimizer.lr=tag(log, interval(1e-4, 1e-2))", "task.dice_weight=interval(0.0, 1.0)",
@@ -354,7 +357,7 @@ def test_parallel_jobs_share_the_cores(monkeypatch):
     import joblib
 
     monkeypatch.setattr(joblib, "cpu_count", lambda: 8)
-    joblib_cfg = lambda n: OmegaConf.create({"hydra": {"launcher": {  # noqa: E731
+    joblib_cfg = lambda n: OmegaConf.create({"hydra": {"launcher": {
         "_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": n}}})
     assert [hydra_callbacks.parallel_jobs(joblib_cfg(n)) for n in (2, -1, -2, 1)] == [2, 8, 7, 1]
     assert hydra_callbacks.parallel_jobs(OmegaConf.create(
@@ -431,7 +434,7 @@ def test_eval_loaders_are_sharded_only_under_several_processes():
 
 def test_sharding_keeps_a_custom_collate_and_leaves_shuffled_loaders():
     ds = TensorDataset(torch.arange(9))
-    collate = lambda b: b  # noqa: E731
+    collate = lambda b: b
     loader = sharded_for_eval(DataLoader(ds, batch_size=2, collate_fn=collate), 2, 1)
     assert loader.collate_fn is collate and [int(x[0]) for b in loader for x in b] == [1, 3, 5, 7]
     shuffled = DataLoader(ds, batch_size=2, shuffle=True)
@@ -439,6 +442,19 @@ def test_sharding_keeps_a_custom_collate_and_leaves_shuffled_loaders():
 
 
 # ------------------------------------------------------------------------------ packaging
+def test_plugin_is_discoverable_in_any_install():
+    import pkgutil
+
+    import hydra_plugins
+    from hydra_plugins.cvexp_optuna_sweeper import make_discoverable
+
+    make_discoverable()
+    make_discoverable()  # (once is enough)
+    names = [m.name for m in pkgutil.iter_modules(hydra_plugins.__path__)]
+    assert names.count("cvexp_optuna_sweeper") >= 1
+
+
+
 def test_pyproject_ships_the_plugin_and_installs_the_search_extra_in_dev():
     tomllib = pytest.importorskip("tomllib")  # (Python >= 3.11)
     meta = tomllib.loads((REPO / "pyproject.toml").read_text())
