@@ -30,7 +30,7 @@ def cvexp_loader(size: int, aug: str, out: Path):
     from hydra.core.global_hydra import GlobalHydra
 
     import cvexp
-    from cvexp.config import config_dir
+    from cvexp.engine.config import config_dir
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=config_dir()):

@@ -77,7 +77,7 @@ def cvexp_config(out: Path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from cvexp.config import config_dir
+    from cvexp.engine.config import config_dir
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=config_dir()):

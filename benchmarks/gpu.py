@@ -51,7 +51,7 @@ def cvexp_config(out: Path, overrides: list[str], device: str):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from cvexp.config import config_dir
+    from cvexp.engine.config import config_dir
 
     trainer = ["trainer=gpu", "trainer.precision=bf16-mixed"] if device == "cuda" else ["trainer=cpu"]
     GlobalHydra.instance().clear()

@@ -48,7 +48,7 @@ def prepare(cfg: DictConfig):
     and cfg.model filled in."""
     user_data = cfg.get("data")
     if cfg.get("ckpt_path"):
-        from cvexp.checkpoint import checkpoint_file, load_run_checkpoint
+        from cvexp.io.checkpoint import checkpoint_file, load_run_checkpoint
 
         path = str(checkpoint_file(cfg.ckpt_path))
         module, train_cfg = build.build_from_checkpoint(load_run_checkpoint(path), path)

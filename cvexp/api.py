@@ -6,7 +6,7 @@
 
     run = cvexp.build_run(config)   # a run's config (e.g. its config.yaml) -> untrained objects
 
-Checkpoints go through the same allow-list as the entry points (cvexp.checkpoint).
+Checkpoints go through the same allow-list as the entry points (cvexp.io.checkpoint).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def load_checkpoint(path: str | os.PathLike, data: dict | None = None) -> Run:
     keys of the stored data config, e.g. `{"root": "/data/wildlife", "num_workers": 0}`)."""
     from omegaconf import OmegaConf
 
-    from cvexp.checkpoint import checkpoint_file, load_run_checkpoint
+    from cvexp.io.checkpoint import checkpoint_file, load_run_checkpoint
     from cvexp.engine import build
 
     p = checkpoint_file(path)
@@ -45,7 +45,7 @@ def build_run(config: Any) -> Run:
     a run's config.yaml) with `data`, `model`, `task` and optionally `aug`, `optimizer`, `scheduler`."""
     from omegaconf import DictConfig, OmegaConf
 
-    from cvexp.checkpoint import check_targets
+    from cvexp.io.checkpoint import check_targets
     from cvexp.engine import build
 
     if isinstance(config, (str, os.PathLike)):

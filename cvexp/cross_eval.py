@@ -22,9 +22,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
-from cvexp import metric_names as M
+from cvexp.metrics import names as M
 from cvexp.engine import entry
-from cvexp.config import config_dir
+from cvexp.engine.config import config_dir
 from cvexp.errors import ConfigError
 from cvexp.tasks import task_class
 
@@ -74,7 +74,7 @@ def evaluate_grid(ckpt_paths: Sequence[str], datasets: Sequence[str], space: str
     """One eval run per (checkpoint, dataset) under `out`; returns the table rows. `overrides`
     go to every evaluation's config (e.g. `data.batch_size=2`); `roots` gives datasets their own
     folders (see `dataset_roots`)."""
-    from cvexp.checkpoint import load_run_checkpoint
+    from cvexp.io.checkpoint import load_run_checkpoint
     from cvexp.eval import evaluate
 
     if not ckpt_paths or not datasets:

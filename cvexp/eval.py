@@ -20,7 +20,7 @@ log = logging.getLogger("cvexp.eval")
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     import pytorch_lightning as pl
 
-    from cvexp.checkpoint import load_run_checkpoint
+    from cvexp.io.checkpoint import load_run_checkpoint
 
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)

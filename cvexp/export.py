@@ -83,7 +83,7 @@ def _need_onnx() -> None:
 def export(cfg: DictConfig) -> dict:
     import torch
 
-    from cvexp.inference import load_inference_model
+    from cvexp.engine.inference import load_inference_model
 
     fmt = str(cfg.format)
     if fmt not in FORMATS:

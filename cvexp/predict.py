@@ -31,7 +31,7 @@ log = logging.getLogger("cvexp.predict")
 def predict(cfg: DictConfig) -> dict:
     import torch
 
-    from cvexp.inference import find_images, load_inference_model
+    from cvexp.engine.inference import find_images, load_inference_model
 
     out = entry.output_dir(cfg)
     files = find_images(cfg.input)
@@ -58,7 +58,7 @@ def predict(cfg: DictConfig) -> dict:
 
 
 def _exts() -> list[str]:
-    from cvexp.inference import IMAGE_EXTENSIONS
+    from cvexp.engine.inference import IMAGE_EXTENSIONS
 
     return list(IMAGE_EXTENSIONS)
 

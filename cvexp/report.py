@@ -12,7 +12,7 @@ validation metric the sweep optimises, its test number beside it. Jobs that diff
 and/or `data.fold` are a group: mean ± std, 95% CI and Welch's t-test against the baseline group
 (--baseline, default the first). With several dirs the jobs are named `<dir name>/<job>` and --out
 is required (equal settings from several dirs pool into one group). A sweep writes its report by
-itself when it ends (cvexp.hydra_callbacks.SweepReport); this command rebuilds it, e.g. while a
+itself when it ends (cvexp.engine.hydra_callbacks.SweepReport); this command rebuilds it, e.g. while a
 sweep is still running or after jobs were rerun.
 
 Exit code: 0 when the report was written (failed jobs are rows of the report), 1 with --strict

@@ -12,7 +12,7 @@ import logging
 
 from omegaconf import DictConfig, OmegaConf
 
-from cvexp import signals
+from cvexp.engine import signals
 from cvexp.engine import build, entry, resume, results
 from cvexp.errors import CheckpointError
 
@@ -23,7 +23,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test the composed run; write its outputs; return the flat metrics."""
     import pytorch_lightning as pl
 
-    from cvexp.callbacks import RunState
+    from cvexp.engine.callbacks import RunState
 
     choices = build.hydra_choices()
     resuming = bool(cfg.get("resume"))
@@ -93,7 +93,7 @@ def _save_final(trainer, out) -> str:
 
 def _check_lightning_checkpoint(path: str) -> None:
     """`ckpt_path=` names a readable Lightning checkpoint, checked before any data is read."""
-    from cvexp.checkpoint import read_file
+    from cvexp.io.checkpoint import read_file
 
     ckpt = read_file(path, "checkpoint", "ckpt_path= must name a .ckpt written by python -m cvexp")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "loops" not in ckpt:
@@ -104,7 +104,7 @@ def _check_lightning_checkpoint(path: str) -> None:
 def _check_weights_fit(module, path: str) -> None:
     """The checkpoint's tensors have the shapes of this run's model (one line, not Lightning's
     multi-page load error)."""
-    from cvexp.checkpoint import read_file
+    from cvexp.io.checkpoint import read_file
 
     state = read_file(path, "checkpoint")["state_dict"]
     own = module.state_dict()

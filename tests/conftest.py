@@ -35,7 +35,7 @@ def compose_config(config_name: str = "train", overrides=(), run_dir=None, log_d
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from cvexp.config import config_dir
+    from cvexp.engine.config import config_dir
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=config_dir()):
@@ -78,7 +78,7 @@ def predict_split(ckpt, split: str):
     from omegaconf import OmegaConf
 
     from cvexp.engine import build as runs
-    from cvexp.checkpoint import load_run_checkpoint
+    from cvexp.io.checkpoint import load_run_checkpoint
 
     module, train_cfg = runs.build_from_checkpoint(load_run_checkpoint(str(ckpt)), str(ckpt))
     cfg = OmegaConf.create({"data": train_cfg.data, "aug": {"eval": train_cfg.aug.eval}})

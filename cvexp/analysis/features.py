@@ -10,7 +10,7 @@ eval transforms (no augmentation, fixed order) and keeps all four per image:
     fs.preds, fs.confidence, fs.paths[i]
 
 Large splits can be capped with `max_images`: a seeded, class-stratified subset is used. A progress
-bar counts the batches of a long extraction (`cvexp.progress`).
+bar counts the batches of a long extraction (`cvexp.io.progress`).
 Plain PyTorch, no Lightning trainer and no Hydra.
 """
 
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from cvexp.progress import progress
+from cvexp.io.progress import progress
 
 
 @dataclass
@@ -97,7 +97,7 @@ def extract_features(net: nn.Module, loader: DataLoader, device: str | torch.dev
                      paths: Sequence[str] | None = None, split: str = "") -> FeatureSet:
     """Run `loader` (batches of (images, labels)) through `net`; `net` must have
     `forward_features` and `forward_head` (a LightningModule with `.net` is unwrapped). A progress
-    bar counts the batches when there are many (`cvexp.progress`)."""
+    bar counts the batches when there are many (`cvexp.io.progress`)."""
     if not hasattr(net, "forward_features") and hasattr(net, "net"):
         net = net.net
     if not (hasattr(net, "forward_features") and hasattr(net, "forward_head")):

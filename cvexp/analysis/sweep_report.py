@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cvexp import metric_names as M
+from cvexp.metrics import names as M
 from cvexp.analysis.stats import ALPHA, CONFIDENCE, summarize, welch
 
 REPORT_MD, REPORT_CSV, REPORT_PNG = "report.md", "report.csv", "report.png"

@@ -19,7 +19,7 @@ an occasional deleted object and a degenerate (2-point) polygon, which the raste
 
 The writer is idempotent and safe to call from parallel jobs: it builds into a temporary folder
 and renames it into place, with a marker file that records the generator version and settings.
-Writing shows a progress bar (`cvexp.progress`); a copy already in place is not rewritten.
+Writing shows a progress bar (`cvexp.io.progress`); a copy already in place is not rewritten.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from PIL import Image, ImageDraw
 from cvexp.data.cache import write_once
 from cvexp.data.idd import fill_polygon, rasterize_polygons
 from cvexp.data.labels import CITYSCAPES_LABELS, CITYSCAPES_NAME_TO_ID
-from cvexp.progress import progress
+from cvexp.io.progress import progress
 
 GENERATOR_VERSION = 2  # bump whenever the output changes: cached copies are then rewritten
 LAYOUTS = ("idd", "cityscapes")

@@ -7,7 +7,7 @@ sizes and positions are drawn from the same ranges for every class.
 
 The writer is idempotent and safe to call from parallel jobs: it builds into a temporary folder
 and renames it into place, with a marker file that records the generator version and settings.
-Writing shows a progress bar (`cvexp.progress`); a copy already in place is not rewritten.
+Writing shows a progress bar (`cvexp.io.progress`); a copy already in place is not rewritten.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 
 from cvexp.data.cache import write_once
 from cvexp.data.labels import WILDLIFE_CLASSES, WILDLIFE_COUNTS
-from cvexp.progress import progress
+from cvexp.io.progress import progress
 
 GENERATOR_VERSION = 1
 

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 from cvexp.data.labels import IDD_NAME_TO_LEVEL3, IGNORE_INDEX
 from cvexp.data.seg_files import SegSample, write_png_atomic
 from cvexp.errors import DataError
-from cvexp.progress import PROGRESS_MIN, progress  # noqa: F401  (a bar when more masks than PROGRESS_MIN are made)
+from cvexp.io.progress import PROGRESS_MIN, progress  # noqa: F401  (a bar when more masks than PROGRESS_MIN are made)
 
 log = logging.getLogger(__name__)
 

@@ -58,10 +58,10 @@ def read_label_image(path: str | os.PathLike, grayscale: bool = False) -> np.nda
 
 
 def write_png_atomic(path: str | os.PathLike, array: np.ndarray) -> Path:
-    """Write `array` as PNG to `path` via a temporary file and a rename (cvexp.atomic), so readers
+    """Write `array` as PNG to `path` via a temporary file and a rename (cvexp.io.atomic), so readers
     never see half a file and parallel writers of the same content cannot clash. Raises OSError if
     not writable."""
-    from cvexp.atomic import atomic_write_bytes
+    from cvexp.io.atomic import atomic_write_bytes
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
 
-from cvexp.imagenet import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401 - re-exported
+from cvexp.data.imagenet import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401 - re-exported
 
 
 def build_pipeline(transforms: Sequence[A.BasicTransform], mean: Sequence[float],

@@ -5,7 +5,7 @@
 - `entry`:   the Hydra wrapper around a job: config checks, status, signals, exit codes.
 - `schema`:  typed checks of a composed config before any work.
 - `build`:   objects from config (data module, model, task, trainer), also from a checkpoint's
-             stored config through the allow-list in `cvexp.checkpoint`.
+             stored config through the allow-list in `cvexp.io.checkpoint`.
 - `results`: a finished run's files (metrics.json, tables, plots) and the console summary.
 - `resume`:  continuing an interrupted run in its own directory.
 """

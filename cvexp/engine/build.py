@@ -1,5 +1,5 @@
 """Objects from config: data module, model, task module, trainer; and a run's objects rebuilt from a
-checkpoint's stored config, which passes `cvexp.checkpoint.check_targets` (the allow-list) first.
+checkpoint's stored config, which passes `cvexp.io.checkpoint.check_targets` (the allow-list) first.
 
 `hydra.utils.instantiate` is called here and nowhere else.
 """
@@ -140,8 +140,8 @@ def hydra_choices() -> dict:
 
 def build_trainer(cfg: DictConfig, extra_callbacks: list | None = None):
     """The Trainer of `cfg.trainer` with the configured callbacks and loggers; checkpoints are
-    written atomically (cvexp.checkpoint.save_file)."""
-    from cvexp.checkpoint import atomic_checkpoint_io
+    written atomically (cvexp.io.checkpoint.save_file)."""
+    from cvexp.io.checkpoint import atomic_checkpoint_io
 
     fit_to_machine(cfg)  # (a no-op when build_datamodule has done it)
     callbacks = build_dict(cfg.get("callbacks")) + list(extra_callbacks or [])
@@ -164,7 +164,7 @@ def resolved_container(cfg: DictConfig) -> dict:
 
 def build_from_checkpoint(ckpt: dict, path: str):
     """The task module with the checkpoint's weights, and the run's stored config. The checkpoint
-    has passed `cvexp.checkpoint.load_run_checkpoint` (its `_target_`s are on the allow-list)."""
+    has passed `cvexp.io.checkpoint.load_run_checkpoint` (its `_target_`s are on the allow-list)."""
     train_cfg = OmegaConf.create(ckpt["cvexp"]["config"])
     model_cfg = train_cfg.model
     with open_dict(model_cfg):

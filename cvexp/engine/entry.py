@@ -28,7 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from cvexp import signals
+from cvexp.engine import signals
 from cvexp.engine import rundir
 from cvexp.errors import ConfigError, CvexpError
 
@@ -109,10 +109,10 @@ def entry_point(fn: Callable[[DictConfig], dict], config_name: str,
                 prepare_argv: Callable[[list[str]], list[str]] | None = None) -> Callable[[], None]:
     """`main()` of an entry point: compose `conf/<config_name>.yaml` with the command line and run
     `fn` as a job (`run_job`). `prepare_argv` may rewrite the command line first (resume); the run
-    and sweep directories are checked by `cvexp.hydra_callbacks.RunDirGuard` before Hydra writes."""
+    and sweep directories are checked by `cvexp.engine.hydra_callbacks.RunDirGuard` before Hydra writes."""
     import hydra
 
-    from cvexp.config import config_dir
+    from cvexp.engine.config import config_dir
 
     @hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)
     def _hydra_main(cfg: DictConfig) -> float | None:

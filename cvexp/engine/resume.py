@@ -4,7 +4,7 @@ The run goes on in its own directory, with its own config (config.yaml, written 
 the command line may change only `trainer.max_epochs` and `data.num_workers`), from
 `checkpoints/last.ckpt`, which holds the weights, optimizer and scheduler, the loop counters, the
 best-metric trackers and best checkpoint, the history and the random states of the epoch end
-(cvexp.callbacks.RunState), and the W&B run id, so a resumed run ends where an uninterrupted one
+(cvexp.engine.callbacks.RunState), and the W&B run id, so a resumed run ends where an uninterrupted one
 would. Hydra's files of the resumed invocation go to `.hydra/resume-<time>/`; the first ones stay.
 """
 
@@ -72,7 +72,7 @@ def check_resumable(run_dir: Path) -> None:
 def resumed_config(cfg: DictConfig) -> tuple[DictConfig, dict]:
     """The run's own config with the allowed command-line changes, set to continue from last.ckpt;
     and what last.ckpt says of the run (`choices`, `epoch`)."""
-    from cvexp.checkpoint import check_targets, read_file
+    from cvexp.io.checkpoint import check_targets, read_file
 
     run_dir = Path(cfg.resume)
     stored = OmegaConf.load(run_dir / "config.yaml")

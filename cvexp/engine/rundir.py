@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from cvexp.atomic import atomic_write_bytes
+from cvexp.io.atomic import atomic_write_bytes
 from cvexp.errors import RunDirError
 
 STATUS_FILE = "status.json"

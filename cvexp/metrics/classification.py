@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-from cvexp import metric_names as M
+from cvexp.metrics import names as M
 
 
 def confusion_counts(preds: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:

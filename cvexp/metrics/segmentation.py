@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from cvexp import metric_names as M
+from cvexp.metrics import names as M
 from cvexp.errors import DataError
 
 PER_CLASS_KEYS = ("iou", "precision", "recall", "f1")
@@ -160,7 +160,7 @@ def _as_f64(cm) -> torch.Tensor:
 def metrics_from_confusion(cm) -> dict[str, Any]:
     """Dataset-level scores from a (C, C) or (C, C+1) confusion matrix (numpy or torch).
 
-    Returns the summary under the names in `cvexp.metric_names` -- `miou`, `pixel_acc`,
+    Returns the summary under the names in `cvexp.metrics.names` -- `miou`, `pixel_acc`,
     `mean_precision`, `mean_recall`, `mean_f1` (Python floats; NaN when nothing is valid) -- and
     per-class numpy arrays `iou`, `precision`, `recall`, `f1` (float64, NaN for absent classes),
     `tp`, `truth_pixels`, `predicted_pixels` (int64) and `present` (bool).
@@ -210,7 +210,7 @@ class SegmentationConfusion(Metric):
 
     `update(preds, target)` takes class ids (B, H, W) or logits (B, C, H, W, argmax is taken).
     `compute()` returns `metrics_from_confusion` as tensors: float64 scalars under the
-    `cvexp.metric_names` keys (log these), per-class float64 vectors, and `confusion`, the
+    `cvexp.metrics.names` keys (log these), per-class float64 vectors, and `confusion`, the
     (C, C+1) int64 matrix whose last column counts predictions outside [0, C) (none from argmax).
     """
 

@@ -43,8 +43,8 @@ from torchvision.models import resnet as tv_resnet
 from torchvision.models._utils import IntermediateLayerGetter
 
 from cvexp.errors import CheckpointError, ConfigError
-from cvexp.checkpoint import load_state_dict_file
-from cvexp.imagenet import IMAGENET_MEAN, IMAGENET_STD
+from cvexp.io.checkpoint import load_state_dict_file
+from cvexp.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from cvexp.models.weights import load_into, strip_prefixes
 
 log = logging.getLogger(__name__)
@@ -285,7 +285,7 @@ def _download_torchvision_imagenet(backbone: str) -> dict[str, torch.Tensor]:
 
 def load_checkpoint_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A state dict from a checkpoint file: `model_state` (VainF), `state_dict` (Lightning), ...
-    or a bare state dict; `.safetensors` too (cvexp.checkpoint: never unpickles code)."""
+    or a bare state dict; `.safetensors` too (cvexp.io.checkpoint: never unpickles code)."""
     return load_state_dict_file(path)
 
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvexp.errors import CheckpointError, ConfigError
-from cvexp.imagenet import IMAGENET_MEAN, IMAGENET_STD
+from cvexp.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from cvexp.models.deeplab_vainf import describe_state, load_checkpoint_state
 from cvexp.models.weights import load_into, strip_prefixes
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from cvexp.errors import CheckpointError, ConfigError
-from cvexp.checkpoint import load_state_dict_file
+from cvexp.io.checkpoint import load_state_dict_file
 from cvexp.models.weights import load_into, strip_prefixes
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """Putting a state dict into a model: prefix stripping and a strict load whose errors name the file
-and the fix. Files are read by `cvexp.checkpoint` (never unpickling code)."""
+and the fix. Files are read by `cvexp.io.checkpoint` (never unpickling code)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from cvexp import losses
+from cvexp.theory import losses
 from cvexp.errors import DivergenceError
 from cvexp.tasks import optim
 

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 
-from cvexp import losses
-from cvexp import metric_names as M
+from cvexp.theory import losses
+from cvexp.metrics import names as M
 from cvexp.errors import ConfigError
 from cvexp.metrics.classification import ClassificationConfusion
 from cvexp.tasks.base import TaskModule

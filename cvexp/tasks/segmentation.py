@@ -25,8 +25,8 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from cvexp import losses
-from cvexp import metric_names as M
+from cvexp.theory import losses
+from cvexp.metrics import names as M
 from cvexp.metrics import segmentation as seg_metrics
 from cvexp.errors import CheckpointError
 from cvexp.tasks.base import TaskModule

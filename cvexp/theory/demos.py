@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from cvexp import losses
+from cvexp.theory import losses
 from cvexp.theory.regularization import make_logistic_data, train_logistic_regression
 
 

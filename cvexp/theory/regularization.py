@@ -3,7 +3,7 @@
 The modes match the config group ``conf/regularization``:
 
 - ``none``: plain loss, no decay.
-- ``l2_penalty``: explicit penalty, loss + lam/2 * ||w||^2 (``cvexp.losses.l2_penalty``).
+- ``l2_penalty``: explicit penalty, loss + lam/2 * ||w||^2 (``cvexp.theory.losses.l2_penalty``).
 - ``weight_decay``: coupled decay, the optimizer adds lam * w to the gradient (SGD/Adam ``weight_decay``).
   Identical to ``l2_penalty`` for SGD *and* Adam, because both only ever see the summed gradient.
 - ``decoupled_weight_decay``: AdamW; w <- (1 - lr lam) w, then the Adam step on the data gradient
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cvexp import losses
+from cvexp.theory import losses
 
 MODES = ("none", "l2_penalty", "weight_decay", "decoupled_weight_decay")
 OPTIMIZERS = ("sgd", "adam")

@@ -4,7 +4,7 @@ It keeps the interface of Hydra's own `hydra-optuna-sweeper` (`hydra.sweeper.n_t
 `sampler`, `storage`, `study_name`, `n_jobs`, `max_failure_rate`, and `params` in the override
 syntax: `interval(1e-4, 1e-2)`, `tag(log, interval(...))`, `choice(a, b)`, `range(1, 5)`), which
 pins optuna<3 and so cannot share an environment with a current Optuna, and adds pruning of
-hopeless trials (`hydra/sweeper/pruner=median`, reported to by `cvexp.callbacks.OptunaPruning`).
+hopeless trials (`hydra/sweeper/pruner=median`, reported to by `cvexp.engine.callbacks.OptunaPruning`).
 Why and how: docs/scaling.md.
 
 Hydra imports every module here whose name does not start with "_" when it looks for plugins, so

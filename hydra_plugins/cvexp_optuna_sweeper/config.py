@@ -81,7 +81,7 @@ class OptunaSweeperConf:
     defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "none"}])
 
     sampler: Any = MISSING
-    # no pruning unless a pruner is chosen; the jobs report to it with cvexp.callbacks.OptunaPruning
+    # no pruning unless a pruner is chosen; the jobs report to it with cvexp.engine.callbacks.OptunaPruning
     pruner: Any = MISSING
     # minimize | maximize (the value is what the task function returns: cvexp's optimized_metric)
     direction: str = "minimize"

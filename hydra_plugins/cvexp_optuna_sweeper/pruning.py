@@ -2,7 +2,7 @@
 
 The sweeper gives every job one environment variable (through `hydra.job.env_set`, so it also
 reaches jobs in other processes, e.g. the joblib launcher's workers): where the study is stored,
-its name, and the trial's id. A job that reports intermediate values (cvexp.callbacks.OptunaPruning,
+its name, and the trial's id. A job that reports intermediate values (cvexp.engine.callbacks.OptunaPruning,
 after every validation) opens the study there and asks the study's pruner whether to go on. The
 study's storage is a journal file or a database that several processes may use at once.
 

@@ -7,7 +7,7 @@ from sklearn.metrics import recall_score
 
 from conftest import TinyNet
 
-from cvexp import metric_names as M
+from cvexp.metrics import names as M
 from cvexp.tasks.classification import ClassificationModule
 
 COUNTS = [978, 1049, 1446, 975, 1209, 1213, 1124, 1539, 1435, 700]  # the Russian Wildlife Dataset

@@ -26,7 +26,7 @@ def test_wheel_ships_modules_and_configs(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
                         str(wheel)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
-    r = subprocess.run([sys.executable, "-c", "from cvexp.config import config_dir; print(config_dir())"],
+    r = subprocess.run([sys.executable, "-c", "from cvexp.engine.config import config_dir; print(config_dir())"],
                        capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": ""})
     assert r.returncode == 0, r.stderr
     assert Path(r.stdout.strip()) == target / "cvexp" / "conf"

@@ -64,7 +64,7 @@ def test_export_classification_round_trip(cls_run, tmp_path, fmt):
     contract = json.loads((out / "model.json").read_text())
     assert contract["input_size"] == [32, 32] and len(contract["class_names"]) == 10
     assert contract["mean"] and contract["std"] and contract["task"] == "classification"
-    from cvexp.inference import load_inference_model
+    from cvexp.engine.inference import load_inference_model
 
     net = load_inference_model(cls_run / "checkpoints" / "best.ckpt").module.net
     x = torch.randn(5, 3, 32, 32)  # a batch size the export never saw
@@ -97,7 +97,7 @@ def test_predict_segmentation_with_a_vainf_checkpoint(vainf_file, tmp_path, one_
     import cv2
 
     from cvexp.data.labels import CITYSCAPES_LABELS
-    from cvexp.imagenet import IMAGENET_MEAN, IMAGENET_STD
+    from cvexp.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
     from cvexp.models.deeplab_vainf import VainfDeepLabV3Plus
     from cvexp.predict import file_ids_lut
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import compose_config
 
-from cvexp import metric_names as M
+from cvexp.metrics import names as M
 
 TINY = ["data.n_train=8", "data.n_val=4", "data.image_size=32", "data.base_size=64", "data.batch_size=4",
         "callbacks.progress_bar=null", "callbacks.model_summary=null", "logger=none"]

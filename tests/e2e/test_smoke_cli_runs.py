@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import compose_config, run_cli
 
-from cvexp import metric_names as M
+from cvexp.metrics import names as M
 from cvexp.engine import hardware
 
 CONF = Path(__file__).resolve().parents[2] / "conf"

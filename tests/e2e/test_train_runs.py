@@ -9,7 +9,7 @@ import torch
 from conftest import compose_config, predict_split
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-from cvexp import metric_names as M
+from cvexp.metrics import names as M
 from cvexp.data.labels import WILDLIFE_CLASSES
 
 TINY = ["data.n_images=200", "data.image_size=32", "trainer.max_epochs=2", "data.batch_size=16",

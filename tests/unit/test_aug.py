@@ -9,7 +9,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from cvexp.config import config_dir
+from cvexp.engine.config import config_dir
 from cvexp.data.transforms import build_pipeline
 
 # classification options (seg_* options are for segmentation: image + mask, tested with it)

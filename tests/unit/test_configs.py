@@ -7,9 +7,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from cvexp import metric_names as M
+from cvexp.metrics import names as M
 from cvexp.engine import build as runs
-from cvexp.config import config_dir
+from cvexp.engine.config import config_dir
 
 CONF = Path(config_dir())
 

@@ -12,11 +12,11 @@ from cvexp.errors import ConfigError
 @pytest.fixture
 def grid(monkeypatch, tmp_path):
     """evaluate_grid with the checkpoint reader and the evaluation replaced: returns the eval configs."""
-    import cvexp.checkpoint
+    import cvexp.io.checkpoint
     import cvexp.eval
 
     seen = []
-    monkeypatch.setattr(cvexp.checkpoint, "load_run_checkpoint",
+    monkeypatch.setattr(cvexp.io.checkpoint, "load_run_checkpoint",
                         lambda path: {"cvexp": {"task": "classification", "choices": {"model": "m", "data": "d"}}})
 
     def fake_evaluate(cfg):

@@ -61,7 +61,7 @@ def test_wrong_values_are_one_line(fast, match):
 
 
 def test_every_model_config_has_the_fast_path_keys():
-    from cvexp.config import config_dir
+    from cvexp.engine.config import config_dir
     from pathlib import Path
 
     for f in sorted(Path(config_dir(), "model").glob("*.yaml")):

@@ -16,7 +16,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
-from cvexp import hydra_callbacks
+from cvexp.engine import hydra_callbacks
 from cvexp.analysis import sweep_report as report
 from cvexp.data.base import SplitDataModule, UnpaddedDistributedSampler, process_shard, sharded_for_eval
 from cvexp.errors import ConfigError
@@ -91,14 +91,14 @@ def test_wildlife_optuna_config(tmp_path):
     assert set(_searched_keys(cfg)) == {"optimizer", "optimizer.lr", "optimizer.weight_decay", "aug",
                                         "data.batch_size"}
     assert cfg.optimized_metric == "val/f1_macro_best" and str(cfg.hydra.mode) == "RunMode.MULTIRUN"
-    assert cfg.callbacks.optuna_pruning._target_ == "cvexp.callbacks.OptunaPruning"
+    assert cfg.callbacks.optuna_pruning._target_ == "cvexp.engine.callbacks.OptunaPruning"
     assert cfg.callbacks.optuna_pruning.monitor == "val/f1_macro"
     impl = _impl.OptunaSweeperImpl(sampler=None, pruner=None, direction="maximize", storage=None, study_name=None,
                                    n_trials=1, n_jobs=1, max_failure_rate=0, params=sw.params)
     impl.config = cfg
     _, found, _ = impl._checked([])  # every searched key exists in the run's config
     assert set(found) == set(_searched_keys(cfg))
-    from cvexp.checkpoint import check_targets  # a trial's checkpoint stays loadable (allow-list)
+    from cvexp.io.checkpoint import check_targets  # a trial's checkpoint stays loadable (allow-list)
 
     check_targets({"callbacks": OmegaConf.to_container(cfg.callbacks, resolve=True)})
 
@@ -155,7 +155,7 @@ def test_joblib_launcher_config_composes(tmp_path):
 # ------------------------------------------------------------------------------ the sweeper, trial by trial
 class FakeLauncher:
     """Runs no job: each 'job' returns 10 * optimizer.lr, or fails (aug=bad), or is pruned (aug=prune)
-    the way cvexp.callbacks.OptunaPruning marks its trial."""
+    the way cvexp.engine.callbacks.OptunaPruning marks its trial."""
 
     def __init__(self):
         self.launched = []
@@ -258,7 +258,7 @@ class FakeTrainer:
 
 
 def test_pruning_callback_reports_and_stops_a_hopeless_trial(tmp_path, monkeypatch):
-    from cvexp.callbacks import OptunaPruning
+    from cvexp.engine.callbacks import OptunaPruning
 
     journal = str(tmp_path / "study.log")
     study = optuna.create_study(study_name="p", storage=pruning.open_storage(journal), direction="maximize")
@@ -279,7 +279,7 @@ def test_pruning_callback_reports_and_stops_a_hopeless_trial(tmp_path, monkeypat
 
 
 def test_pruning_callback_is_a_no_op_outside_a_search(monkeypatch):
-    from cvexp.callbacks import OptunaPruning
+    from cvexp.engine.callbacks import OptunaPruning
 
     monkeypatch.delenv(pruning.ENV, raising=False)
     cb = OptunaPruning(monitor="val/f1_macro")

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from conftest import TinyNet
 from sklearn.utils.class_weight import compute_class_weight
 
-from cvexp import losses
+from cvexp.theory import losses
 from cvexp.data.base import BalancedSampler
 from cvexp.data.demo_wildlife import write_demo_wildlife
 from cvexp.data.wildlife import WildlifeDataModule

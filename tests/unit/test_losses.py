@@ -1,4 +1,4 @@
-"""cvexp.losses: stable losses against closed forms, autograd, PyTorch, and their naive references.
+"""cvexp.theory.losses: stable losses against closed forms, autograd, PyTorch, and their naive references.
 
 docs/theory.md names these tests next to the statements they check.
 """
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from cvexp import losses
+from cvexp.theory import losses
 
 PROPS = settings(max_examples=40, deadline=None)
 DT = torch.float64
@@ -502,7 +502,7 @@ def test_dice_loss_perfect_and_ignored_pixels():
         perfect[0, c, i, j] = 50.0
     perfect[0, 0, 1, 1] = -50.0
     perfect[0, 1, 1, 1] = 50.0  # wrong, but on an ignored pixel
-    from cvexp.losses import dice_loss
+    from cvexp.theory.losses import dice_loss
 
     assert float(dice_loss(perfect, target)) < 1e-6
     wrong = perfect.roll(1, dims=1)

@@ -20,7 +20,7 @@ def test_file_ids_are_what_official_scripts_read():
 
 
 def test_find_images_file_folder_glob(tmp_path):
-    from cvexp.inference import find_images
+    from cvexp.engine.inference import find_images
 
     (tmp_path / "a" / "b").mkdir(parents=True)
     for p in ("a/1.jpg", "a/b/2.PNG", "a/notes.txt", "3.jpeg"):

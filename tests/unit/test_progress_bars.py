@@ -1,4 +1,4 @@
-"""Progress bars of the slow loops (cvexp/progress.py): demo data generation and feature extraction
+"""Progress bars of the slow loops (cvexp/io/progress.py): demo data generation and feature extraction
 show one when there is enough work, none otherwise (as mask rasterisation does: tests/test_idd.py);
 drawn on a terminal, nothing written into a pipe or file."""
 
@@ -9,7 +9,7 @@ import io
 import pytest
 import torch
 
-from cvexp import progress as P
+from cvexp.io import progress as P
 
 
 @pytest.fixture

@@ -97,7 +97,7 @@ def _stored_config():
 
 
 def test_allow_list_accepts_what_cvexp_writes():
-    from cvexp.checkpoint import check_targets
+    from cvexp.io.checkpoint import check_targets
 
     check_targets(_stored_config())
 
@@ -113,7 +113,7 @@ def test_allow_list_accepts_what_cvexp_writes():
     ("model", "cvexp.models.convnet.ConvNet; import os"),
 ])
 def test_allow_list_refuses_foreign_targets(where, target, tmp_path):
-    from cvexp.checkpoint import check_targets
+    from cvexp.io.checkpoint import check_targets
 
     cfg = _stored_config()
     if where == "aug":
@@ -125,7 +125,7 @@ def test_allow_list_refuses_foreign_targets(where, target, tmp_path):
 
 
 def test_allow_list_refuses_targets_in_other_nodes_and_interpolations():
-    from cvexp.checkpoint import check_targets
+    from cvexp.io.checkpoint import check_targets
 
     cfg = _stored_config()
     cfg["extra"] = {"_target_": "os.system", "_args_": ["touch /tmp/pwned"]}
@@ -146,7 +146,7 @@ def _fake_run_checkpoint(path, config):
 
 
 def test_load_run_checkpoint_refuses_code_before_building_anything(tmp_path):
-    from cvexp.checkpoint import load_run_checkpoint
+    from cvexp.io.checkpoint import load_run_checkpoint
 
     victim = tmp_path / "created_by_checkpoint"
     cfg = _stored_config()
@@ -158,7 +158,7 @@ def test_load_run_checkpoint_refuses_code_before_building_anything(tmp_path):
 
 
 def test_pickled_code_is_never_run(tmp_path):
-    from cvexp.checkpoint import load_run_checkpoint, load_state_dict_file
+    from cvexp.io.checkpoint import load_run_checkpoint, load_state_dict_file
 
     victim = tmp_path / "pwned"
 
@@ -175,7 +175,7 @@ def test_pickled_code_is_never_run(tmp_path):
 
 
 def test_vainf_file_given_to_eval_says_how_to_use_it(tmp_path):
-    from cvexp.checkpoint import load_run_checkpoint
+    from cvexp.io.checkpoint import load_run_checkpoint
 
     torch.save({"model_state": {"w": torch.zeros(1)}, "best_score": 0.7}, tmp_path / "best_deeplab.pth.tar")
     with pytest.raises(CheckpointError, match="model.weights=") as e:
@@ -185,8 +185,8 @@ def test_vainf_file_given_to_eval_says_how_to_use_it(tmp_path):
 
 # --------------------------------------------------------------------------- atomic writes
 def test_checkpoint_write_on_a_full_disk_keeps_the_old_file(tmp_path, monkeypatch):
-    from cvexp import atomic
-    from cvexp.checkpoint import save_file
+    from cvexp.io import atomic
+    from cvexp.io.checkpoint import save_file
 
     target = tmp_path / "best.ckpt"
     save_file({"v": torch.ones(3)}, target)
@@ -289,7 +289,7 @@ def test_best_tracker_travels_with_the_checkpoint(compose_cfg):
 
 # --------------------------------------------------------------------------- signals
 def test_signal_outside_fit_interrupts_at_once_and_is_remembered():
-    from cvexp import signals
+    from cvexp.engine import signals
 
     signals.handle_stop_signals()
     try:
@@ -304,7 +304,7 @@ def test_signal_outside_fit_interrupts_at_once_and_is_remembered():
 def test_signal_during_fit_asks_lightning_to_stop_at_the_batch_boundary():
     from types import SimpleNamespace
 
-    from cvexp import signals
+    from cvexp.engine import signals
 
     trainer = SimpleNamespace(_signal_connector=SimpleNamespace(received_sigterm=False))
     signals.handle_stop_signals()

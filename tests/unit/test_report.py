@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from cvexp import report as report_cli
 from cvexp.analysis import sweep_report as report
-from cvexp.hydra_callbacks import GROUP_ENV, SweepReport
+from cvexp.engine.hydra_callbacks import GROUP_ENV, SweepReport
 
 
 def write_job(sweep: Path, num: int, overrides: list[str], status: str | None, metrics: dict | None = None,
@@ -188,4 +188,4 @@ def test_wandb_group_is_the_sweep(compose_cfg, monkeypatch):
 
 def test_sweep_callback_is_registered(compose_cfg):
     cfg = compose_cfg("train")
-    assert cfg.hydra.callbacks.sweep_report._target_ == "cvexp.hydra_callbacks.SweepReport"
+    assert cfg.hydra.callbacks.sweep_report._target_ == "cvexp.engine.hydra_callbacks.SweepReport"

@@ -16,7 +16,7 @@ from test_report import write_job
 from cvexp import report as report_cli
 from cvexp.analysis import stats
 from cvexp.analysis import sweep_report as report
-from cvexp.hydra_callbacks import RUN_NAME_ENV, SweepReport, run_name
+from cvexp.engine.hydra_callbacks import RUN_NAME_ENV, SweepReport, run_name
 
 CLASSES = ("amur_leopard", "people")
 

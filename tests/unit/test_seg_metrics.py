@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from cvexp import metric_names as M
+from cvexp.metrics import names as M
 from cvexp.analysis import seg_confusion as P
 from cvexp.metrics import segmentation as S
 from cvexp.errors import DataError

@@ -1,5 +1,5 @@
 """The per-step fast paths give the numbers of their references: the fused training cross-entropy
-equals cvexp.losses.cross_entropy, and the confusion-matrix scores equal torchmetrics' and
+equals cvexp.theory.losses.cross_entropy, and the confusion-matrix scores equal torchmetrics' and
 scikit-learn's (absent classes, weighted means, DDP-style sums of shards)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import torch
 from sklearn import metrics as skm
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
 
-from cvexp import losses
-from cvexp import metric_names as M
+from cvexp.theory import losses
+from cvexp.metrics import names as M
 from cvexp.metrics.classification import ClassificationConfusion, confusion_counts, scores_from_confusion
 
 

@@ -9,7 +9,7 @@ import types
 import pytest
 import torch
 
-from cvexp import metric_names as M
+from cvexp.metrics import names as M
 from cvexp.errors import CheckpointError, ConfigError
 from cvexp.tasks import TASKS, task_class
 from cvexp.tasks.classification import ClassificationModule

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from cvexp import losses
+from cvexp.theory import losses
 from cvexp.theory import demos
 from cvexp.theory.regularization import MODES, make_logistic_data, make_optimizer, train_logistic_regression
 

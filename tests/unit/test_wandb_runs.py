@@ -7,7 +7,7 @@ import pytest
 
 from cvexp.engine import build
 from cvexp.engine.results import log_images, result_images, write_run_results
-from cvexp.hydra_callbacks import GROUP_ENV, RUN_NAME_ENV
+from cvexp.engine.hydra_callbacks import GROUP_ENV, RUN_NAME_ENV
 
 
 def test_wandb_name_group_and_job_type(compose_cfg, monkeypatch):

@@ -12,7 +12,7 @@ def config_dir() -> str:
     A source checkout (editable install or running from the repo) uses `<repo>/conf`; a wheel
     ships the same files as the package data `cvexp/conf` (see pyproject.toml).
     """
-    repo_conf = Path(__file__).resolve().parent.parent / "conf"
+    repo_conf = Path(__file__).resolve().parents[2] / "conf"  # cvexp/engine/config.py -> <repo>/conf
     if (repo_conf / "train.yaml").is_file():
         return str(repo_conf)
     packaged = Path(str(resources.files("cvexp") / "conf"))

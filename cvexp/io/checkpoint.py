@@ -166,7 +166,7 @@ def _allowed() -> dict[str, tuple[tuple[str, ...], tuple[type, ...]]]:
         "aug": (("albumentations.",), (A.BasicTransform, A.BaseCompose)),
         # never built from a checkpoint, but a resumed run builds them from its run directory's config
         "trainer": (("pytorch_lightning.",), (pl.Trainer,)),
-        "callbacks": (("pytorch_lightning.callbacks.", "cvexp.callbacks."), (pl.Callback,)),
+        "callbacks": (("pytorch_lightning.callbacks.", "cvexp.engine.callbacks."), (pl.Callback,)),
         "logger": (("pytorch_lightning.loggers.",), (Logger,)),
         "optimizer": (("torch.optim.",), (torch.optim.Optimizer,)),
         "scheduler": (("torch.optim.lr_scheduler.",), (torch.optim.lr_scheduler.LRScheduler,)),
@@ -245,7 +245,7 @@ def save_file(obj: Any, path: str | os.PathLike) -> None:
     mid-write leaves the previous checkpoint intact and no truncated file."""
     import io
 
-    from cvexp.atomic import atomic_write_bytes
+    from cvexp.io.atomic import atomic_write_bytes
 
     buf = io.BytesIO()
     torch.save(obj, buf)

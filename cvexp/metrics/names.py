@@ -1,7 +1,7 @@
 """Every metric name the project logs, reports or monitors, defined once.
 
 Names are `<stage>/<metric>`; configs refer to them as plain strings (`monitor: val/f1_macro`)
-and tests/test_configs.py::test_metric_names_in_configs_are_defined checks that each such string is defined here.
+and tests/unit/test_configs.py::test_metric_names_in_configs_are_defined checks that each such string is defined here.
 """
 
 from __future__ import annotations

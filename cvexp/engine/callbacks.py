@@ -126,7 +126,7 @@ class RunState(Checkpoint):
         epoch's last.ckpt as it is: after a divergence the weights are not worth keeping)."""
         from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-        from cvexp.signals import Interrupted
+        from cvexp.engine.signals import Interrupted
 
         if not isinstance(exception, (SIGTERMException, Interrupted, KeyboardInterrupt)):
             return

@@ -54,7 +54,7 @@ class InferenceModel:
 
 
 def load_inference_model(path: str | os.PathLike, output_stride: int | None = None) -> InferenceModel:
-    from cvexp.checkpoint import checkpoint_file, read_file
+    from cvexp.io.checkpoint import checkpoint_file, read_file
 
     p = checkpoint_file(path)
     obj = read_file(p, "checkpoint", "pass ckpt_path=<run dir>/checkpoints/best.ckpt or a VainF .pth(.tar)")
@@ -66,7 +66,7 @@ def load_inference_model(path: str | os.PathLike, output_stride: int | None = No
 def _cvexp_model(p: Path) -> InferenceModel:
     from omegaconf import OmegaConf
 
-    from cvexp.checkpoint import load_run_checkpoint
+    from cvexp.io.checkpoint import load_run_checkpoint
     from cvexp.data.transforms import build_pipeline
     from cvexp.engine import build
 
@@ -93,10 +93,10 @@ def _cvexp_model(p: Path) -> InferenceModel:
 
 
 def _vainf_model(p: Path, obj: dict, output_stride: int | None) -> InferenceModel:
-    from cvexp.checkpoint import state_dict_from
+    from cvexp.io.checkpoint import state_dict_from
     from cvexp.data.labels import label_space
     from cvexp.data.transforms import build_pipeline
-    from cvexp.imagenet import IMAGENET_MEAN, IMAGENET_STD
+    from cvexp.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
     from cvexp.models.deeplab_vainf import VainfDeepLabV3Plus, describe_state
     from cvexp.tasks.segmentation import SegmentationModule
 
