@@ -33,11 +33,26 @@ def test_run_dir_holds_everything(tiny_run):
         assert (run / name).is_file(), name
     saved = json.loads((run / "metrics.json").read_text())
     assert saved == pytest.approx(metrics)
-    for key in (M.TEST_ACC, M.TEST_F1_MACRO, M.TEST_F1_WEIGHTED, M.VAL_F1_MACRO_BEST, "test/loss"):
-        assert 0 <= saved[key] <= 10, key
-    lines = (run / "history.csv").read_text().strip().splitlines()
-    assert len(lines) == 1 + 2 and "train/loss" in lines[0] and "val/f1_macro" in lines[0]
-    assert len((run / "per_class.csv").read_text().strip().splitlines()) == 1 + 10
+    # the numbers agree with the run's own tables: confusion matrix, per-class table, history
+    import csv
+
+    import numpy as np
+
+    cm = np.loadtxt(run / "confusion_matrix.csv", delimiter=",", skiprows=1)  # header: the class names
+    assert cm.shape == (10, 10) and cm.sum() == len([r for r in csv.DictReader(open(run / "split.csv"))
+                                                      if r["split"] == "test"])
+    assert saved[M.TEST_ACC] == pytest.approx(np.trace(cm) / cm.sum(), abs=1e-6)
+    rows = list(csv.DictReader(open(run / "per_class.csv")))
+    assert len(rows) == 10
+    f1 = np.array([float(r["f1"]) for r in rows])
+    support = np.array([float(r["support"]) for r in rows])
+    assert saved[M.TEST_F1_MACRO] == pytest.approx(f1.mean(), abs=1e-6)
+    assert saved[M.TEST_F1_WEIGHTED] == pytest.approx((f1 * support).sum() / support.sum(), abs=1e-6)
+    assert np.array_equal(support, cm.sum(1))
+    history = list(csv.DictReader(open(run / "history.csv")))
+    assert len(history) == 2 and all(float(h["train/loss"]) > 0 for h in history)
+    assert saved[M.VAL_F1_MACRO_BEST] == pytest.approx(max(float(h["val/f1_macro"]) for h in history), abs=1e-6)
+    assert 0 < saved["test/loss"] < 10
 
 
 def test_metrics_agree_with_sklearn(tiny_run):
