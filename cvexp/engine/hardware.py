@@ -91,10 +91,24 @@ def cpu_fallbacks(cfg: DictConfig) -> list[str]:
     return changes
 
 
+def auto_workers(cfg: DictConfig) -> None:
+    """`data.num_workers=auto`: every core but one feeds a GPU (at most 8); on a CPU, half the
+    cores load data and the rest train. Resolved in place, so the saved config says the number."""
+    data = cfg.get("data")
+    if data is None or str(data.get("num_workers", "")) != "auto":
+        return
+    trainer = cfg.get("trainer")
+    cores = cpu_cores()
+    on_cpu = runs_on_cpu(trainer.get("accelerator") if trainer is not None else None)
+    with open_dict(cfg):
+        data.num_workers = max(1, cores // 2) if on_cpu else max(1, min(8, cores - 1))
+
+
 def fit_to_machine(cfg: DictConfig) -> list[str]:
     """Check the accelerator (and task.eval), apply the debug=fast caps and the CPU fallbacks; log
     one line if anything changed; return the changes."""
     check_accelerator(cfg.get("trainer"))
+    auto_workers(cfg)
     smoke.check_eval_mode(cfg)  # a bad task.eval fails now, not after the data is read
     caps = smoke.apply_caps(cfg)
     fallbacks = cpu_fallbacks(cfg) + bf16_fallback(cfg)

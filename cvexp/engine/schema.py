@@ -23,10 +23,12 @@ Number = Union[int, float]
 
 def rule(*, ge: float | None = None, gt: float | None = None, le: float | None = None,
          choices: tuple | None = None, length: int | None = None, sums_to: float | None = None,
-         each_ge: float | None = None, each_gt: float | None = None, note: str = "") -> Any:
+         each_ge: float | None = None, each_gt: float | None = None, str_choices: tuple | None = None,
+         note: str = "") -> Any:
+    """`str_choices`: the words allowed besides a number (e.g. num_workers: auto)."""
     return field(default=None, metadata={k: v for k, v in dict(
         ge=ge, gt=gt, le=le, choices=choices, length=length, sums_to=sums_to, each_ge=each_ge,
-        each_gt=each_gt, note=note).items() if v not in (None, "")})
+        each_gt=each_gt, str_choices=str_choices, note=note).items() if v not in (None, "")})
 
 
 @dataclass
@@ -53,7 +55,7 @@ class TrainerSchema:
 @dataclass
 class DataSchema:
     batch_size: int = rule(ge=1)
-    num_workers: int = rule(ge=0)
+    num_workers: Union[int, str] = rule(ge=0, str_choices=("auto",), note="auto = the cores a run can use")
     image_size: Optional[int] = rule(ge=1, note="null = the model's input size")
     base_size: Optional[int] = rule(ge=1)
     n_images: int = rule(ge=10)
@@ -171,6 +173,8 @@ def _check(key: str, value, tp, rules) -> None:
         fail(f"expected {_type_name(tp)}")
     if value is None:
         return
+    if isinstance(value, str) and "str_choices" in rules and value not in rules["str_choices"]:
+        fail("a number or " + ", ".join(rules["str_choices"]))
     if "choices" in rules and value not in rules["choices"]:
         fail("choose one of " + ", ".join(str(c) for c in rules["choices"]))
     if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -125,3 +125,24 @@ def test_gpu_trainer_uses_bf16_and_older_gpus_fall_back_to_fp16(compose_cfg, mon
 def test_bf16_falls_back_to_32_on_a_cpu(compose_cfg, cpu_only):
     cfg = compose_cfg("train", ["trainer=gpu", "trainer.accelerator=auto"])
     assert "trainer.precision bf16-mixed -> 32-true" in hardware.fit_to_machine(cfg)
+
+
+@pytest.mark.parametrize("gpu,cores,expected", [(True, 16, 8), (True, 4, 3), (True, 1, 1), (False, 16, 8),
+                                                (False, 2, 1)])
+def test_auto_workers_follow_the_machine(compose_cfg, monkeypatch, gpu, cores, expected):
+    monkeypatch.setattr(hardware, "gpu_available", lambda: gpu)
+    monkeypatch.setattr(hardware, "cpu_cores", lambda: cores)
+    cfg = compose_cfg("train", ["data=wildlife", "paths.data_dir=/nowhere"])
+    assert cfg.data.num_workers == "auto"
+    hardware.fit_to_machine(cfg)
+    assert cfg.data.num_workers == expected  # the saved config says the number
+
+
+def test_num_workers_takes_a_number_or_auto(compose_cfg):
+    from cvexp.engine.schema import validate
+    from cvexp.errors import ConfigError
+
+    validate(compose_cfg("train", ["data.num_workers=auto"]))
+    validate(compose_cfg("train", ["data.num_workers=3"]))
+    with pytest.raises(ConfigError, match="data.num_workers='many' is not allowed: a number or auto"):
+        validate(compose_cfg("train", ["data.num_workers=many"]))
