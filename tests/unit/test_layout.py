@@ -11,7 +11,7 @@ import cvexp
 
 PKG = Path(cvexp.__file__).parent
 NOT_COMMANDS = {"__init__", "__main__", "api", "errors"}
-HYDRA_FREE = ("data", "models", "tasks", "metrics", "analysis", "theory", "io")
+HYDRA_FREE = ("data", "models", "tasks", "metrics", "analysis", "theory", "io", "studies")
 
 
 def _imports(path: Path) -> set[str]:

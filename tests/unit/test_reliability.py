@@ -407,3 +407,21 @@ def test_eval_of_a_checkpoint_on_data_of_another_task_is_one_line():
         check_task(module, SimpleNamespace(task="classification"), "seg.ckpt")
     assert "\n" not in str(e.value)
     check_task(module, SimpleNamespace(task="segmentation"), "seg.ckpt")
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    """Not mkstemp's private 0600: a shared run directory stays readable by the group."""
+    import os
+    import stat
+
+    from cvexp.io.atomic import atomic_write_bytes
+
+    old = os.umask(0o027)
+    try:
+        atomic_write_bytes(tmp_path / "status.json", b"{}")
+        plain = tmp_path / "plain.json"
+        plain.write_bytes(b"{}")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "status.json").stat().st_mode)
+    assert mode == stat.S_IMODE(plain.stat().st_mode) == 0o640

@@ -135,7 +135,7 @@ def course_node(tmp_path, *overrides) -> dict:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from cvexp.config import config_dir
+    from cvexp.engine.config import config_dir
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=config_dir()):
@@ -200,6 +200,7 @@ def test_expand_jobs_follows_hydras_basic_sweeper():
     assert jobs == [["experiment=a", "seed=0", "logger=none"], ["experiment=a", "seed=1", "logger=none"],
                     ["experiment=b", "seed=0", "logger=none"], ["experiment=b", "seed=1", "logger=none"]]
     assert expand_jobs(["x=1,2", "hydra/sweeper=optuna"]) is None
+    assert expand_jobs(["hparams_search=wildlife_lr"]) is None  # a search decides its jobs as it goes
 
 
 # ------------------------------------------------------------------------------------ steps and references
