@@ -177,6 +177,7 @@ def _segment(model, files: list[Path], cfg: DictConfig, out: Path, device) -> di
 
     from cvexp.data.labels import label_space as get_space
     from cvexp.tasks.seg_inference import EvalMode, predict_logits
+    from cvexp.analysis.seg_visualize import colorize, overlay
 
     ecfg = dict(OmegaConf.to_container(cfg.get("eval") or {}, resolve=True))
     if ecfg.get("size") is None and ecfg.get("mode", "full") != "sliding":
@@ -200,22 +201,16 @@ def _segment(model, files: list[Path], cfg: DictConfig, out: Path, device) -> di
             stem = _out_name(f, common)
             label_png = out / f"{stem}_labelIds.png"
             cv2.imwrite(str(label_png), lut[pred])
-            color = space.colorize(pred) if space else _palette_colorize(pred, model.palette)
+            color = colorize(pred, space.palette if space else (model.palette or []))
             cv2.imwrite(str(out / f"{stem}_color.png"), cv2.cvtColor(color, cv2.COLOR_RGB2BGR))
-            overlay = (img.astype(np.float32) * (1 - alpha) + color.astype(np.float32) * alpha).round().astype(np.uint8)
-            cv2.imwrite(str(out / f"{stem}_overlay.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+            blend = overlay(img, color, alpha)
+            cv2.imwrite(str(out / f"{stem}_overlay.png"), cv2.cvtColor(blend, cv2.COLOR_RGB2BGR))
             rows.append({"file": str(f), "label_ids": label_png.name, "height": img.shape[0], "width": img.shape[1]})
     with open(out / "predictions.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=["file", "label_ids", "height", "width"])
         w.writeheader()
         w.writerows(rows)
     return {"images": len(rows), "skipped": skipped}
-
-
-def _palette_colorize(pred: np.ndarray, palette) -> np.ndarray:
-    lut = np.zeros((256, 3), np.uint8)
-    lut[: len(palette or [])] = np.asarray(palette, np.uint8)
-    return lut[pred]
 
 
 def _common_parent(files: list[Path]) -> Path:

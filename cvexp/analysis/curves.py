@@ -18,11 +18,6 @@ def write_history_csv(history: Sequence[dict], path: str | Path) -> None:
         w.writerows(history)
 
 
-def read_history_csv(path: str | Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(fh)]
-
-
 def plot_learning_curves(history: Sequence[dict], path: str | Path,
                          metrics: Sequence[str] = ("loss", "acc", "f1_macro")) -> Path | None:
     """One panel per metric, train and val per epoch. Returns None when there is nothing to draw."""

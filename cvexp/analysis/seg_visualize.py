@@ -32,7 +32,8 @@ def error_map(pred: np.ndarray, truth: np.ndarray, ignore_index: int = 255) -> n
 
 
 def overlay(image: np.ndarray, mask_rgb: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    return (image.astype(np.float32) * (1 - alpha) + mask_rgb.astype(np.float32) * alpha).astype(np.uint8)
+    """The colour mask blended over the image (uint8 RGB, same size), `alpha` the mask's weight."""
+    return (image.astype(np.float32) * (1 - alpha) + mask_rgb.astype(np.float32) * alpha).round().astype(np.uint8)
 
 
 TILE_MIN, TILE_MAX = 320, 480  # a tile's long side in the picture: small masks are enlarged (whole pixels), big ones shrunk

@@ -258,13 +258,6 @@ class LabelSpace:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def colorize(self, mask: np.ndarray, ignore_color: Color = (0, 0, 0)) -> np.ndarray:
-        """(H, W) ids -> (H, W, 3) uint8 RGB; ids outside the space get `ignore_color`."""
-        lut = np.zeros((256, 3), np.uint8)
-        lut[:] = ignore_color
-        lut[: self.num_classes] = np.asarray(self.palette, np.uint8)
-        return lut[np.asarray(mask).astype(np.int64).clip(0, 255)]
-
 
 LABEL_SPACES: dict[str, LabelSpace] = {
     "cityscapes": LabelSpace("cityscapes", CITYSCAPES_TRAIN_CLASSES, CITYSCAPES_PALETTE),

@@ -195,7 +195,9 @@ def test_label_spaces_and_identity_mappings():
         assert sp.num_classes == n == len(sp.palette) and sp.ignore_index == 255
         lut = L.get_mapping(name, name)
         assert lut[:n].tolist() == list(range(n)) and (lut[n:] == 255).all()
-    rgb = L.label_space("cityscapes").colorize(np.array([[0, 255]], np.uint8))
+    from cvexp.analysis.seg_visualize import colorize
+
+    rgb = colorize(np.array([[0, 255]], np.uint8), L.label_space("cityscapes").palette)
     assert rgb.tolist() == [[[128, 64, 128], [0, 0, 0]]]
 
 
