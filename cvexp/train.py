@@ -58,7 +58,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("train", True):
         with signals.deferred_to(trainer):
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-    best = {k: v for k, v in trainer.callback_metrics.items() if k.endswith("_best")}
+    # (a resumed run with no epoch left has no fresh callback metrics: its trackers come from the checkpoint)
+    best = {**module.best_metrics(), **{k: v for k, v in trainer.callback_metrics.items() if k.endswith("_best")}}
     if cfg.get("test", True):
         best_ckpt = _best_checkpoint(trainer)
         if not best_ckpt:

@@ -107,6 +107,11 @@ class TaskModule(pl.LightningModule):
     def load_best_state(self, state: dict[str, Any]) -> None:
         pass
 
+    def best_metrics(self) -> dict[str, float]:
+        """The best-so-far trackers as metric names -> values (e.g. a resumed run that had no epoch
+        left to train still reports `val/f1_macro_best` from its checkpoint)."""
+        return {}
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         self.check_finite("before saving a checkpoint")  # a diverged model is never saved
         checkpoint["cvexp"] = {**self.checkpoint_info(), **self.extra_checkpoint}

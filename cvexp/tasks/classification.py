@@ -60,6 +60,11 @@ class ClassificationModule(TaskModule):
     def best_state(self) -> dict:
         return {"val_f1_best": self.val_f1_best.max_value.detach().cpu()}
 
+    def best_metrics(self) -> dict[str, float]:
+        if not self.val_f1_best._update_count:
+            return {}
+        return {M.VAL_F1_MACRO_BEST: float(self.val_f1_best.compute())}
+
     def load_best_state(self, state: dict) -> None:
         if "val_f1_best" in state:
             self.val_f1_best.max_value = state["val_f1_best"].to(self.val_f1_best.max_value)

@@ -272,6 +272,9 @@ class SegmentationModule(TaskModule):
     def best_state(self) -> dict:
         return {"best_miou": self.best_miou}
 
+    def best_metrics(self) -> dict[str, float]:
+        return {M.VAL_MIOU_BEST: self.best_miou} if self.best_miou > -math.inf else {}
+
     def load_best_state(self, state: dict) -> None:
         self.best_miou = float(state.get("best_miou", self.best_miou))
 

@@ -50,3 +50,20 @@ def test_evaluation_options_segmentation_takes():
     m.configure_evaluation({"mode": "sliding", "crop": 32}, "val")
     assert m.eval_mode.mode == "sliding" and m.scored_split == "val"
     assert SegmentationModule.evaluation_data("cityscapes") == {"target_space": "cityscapes"}
+
+
+def test_best_metrics_come_back_with_the_checkpoint_state():
+    """A resumed run with no epoch left still reports its best validation score."""
+    import math
+
+    c = ClassificationModule(torch.nn.Linear(2, 2), ["a", "b"])
+    assert c.best_metrics() == {}
+    c.val_f1_best.update(torch.tensor(0.4))
+    c.val_f1_best.update(torch.tensor(0.7))
+    fresh = ClassificationModule(torch.nn.Linear(2, 2), ["a", "b"])
+    fresh.load_best_state(c.best_state())
+    assert fresh.best_metrics() == {M.VAL_F1_MACRO_BEST: pytest.approx(0.7)}
+    s = SegmentationModule(torch.nn.Conv2d(3, 2, 1), ["a", "b"])
+    assert s.best_metrics() == {} and s.best_miou == -math.inf
+    s.load_best_state({"best_miou": 0.42})
+    assert s.best_metrics() == {M.VAL_MIOU_BEST: 0.42}
