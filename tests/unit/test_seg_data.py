@@ -127,7 +127,11 @@ def test_constructor_errors_are_one_line(tmp_path):
 
 # ------------------------------------------------------------------------------ configs + demo data
 def build(cfg):
-    """What the entry points do: aug lists instantiated, then the data module with them."""
+    """What the entry points do: settings fitted to the machine (num_workers=auto), aug lists
+    instantiated, then the data module with them."""
+    from cvexp.engine.hardware import fit_to_machine
+
+    fit_to_machine(cfg)
     train_tf = instantiate(cfg.aug.train, _convert_="all")
     eval_tf = instantiate(cfg.aug.eval, _convert_="all")
     return instantiate(cfg.data, _partial_=True)(train_transforms=train_tf, eval_transforms=eval_tf)
