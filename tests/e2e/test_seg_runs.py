@@ -127,7 +127,9 @@ def test_unmappable_label_spaces_are_refused():
 
 
 def test_vainf_checkpoint_zero_shot_on_idd_layout(tmp_path):
-    from cvexp.models.deeplab_vainf import VainfDeepLabV3Plus, save_vainf_checkpoint
+    from foreign_files import save_vainf_checkpoint
+
+    from cvexp.models.deeplab_vainf import VainfDeepLabV3Plus
     from cvexp.train import train
 
     torch.manual_seed(0)
