@@ -68,7 +68,8 @@ REPEAT_KEYS = ("seed", "data.fold")
 
 
 # ------------------------------------------------------------------------------------ reading
-def _read_json(path: Path) -> dict:
+def read_json_object(path: Path) -> dict:
+    """A JSON file's object; {} when it is missing, unreadable or not an object."""
     try:
         obj = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -189,9 +190,9 @@ def one_line(text: Any, limit: int | None = None) -> str:
 def read_job(job_dir: str | Path) -> dict[str, Any]:
     """Everything the report needs from one job folder, missing pieces as None."""
     job_dir = Path(job_dir)
-    status = _read_json(job_dir / "status.json")
+    status = read_json_object(job_dir / "status.json")
     metrics_path = job_dir / "metrics.json"
-    metrics = _read_json(metrics_path)
+    metrics = read_json_object(metrics_path)
     history = _read_history(job_dir / "history.csv")
     state = status.get("status")
     if not state:

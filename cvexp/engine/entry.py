@@ -248,13 +248,3 @@ def _metric(metrics: dict, cfg: DictConfig) -> float | None:
     metric_name = cfg.get("optimized_metric")
     value = metrics.get(metric_name) if metric_name else None
     return float(value) if value is not None else None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

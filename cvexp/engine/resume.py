@@ -59,10 +59,9 @@ def check_resumable(run_dir: Path) -> None:
         raise ConfigError(f"resume={run_dir}: the run has finished; nothing to resume (train longer from its "
                           "weights in a new run: ckpt_path=.../checkpoints/last.ckpt trainer.max_epochs=N)")
     if status.get("status") == "running" and status.get("host") == socket.gethostname():
-        from cvexp.engine.entry import pid_alive
 
         pid = status.get("pid")
-        if isinstance(pid, int) and pid_alive(pid):
+        if isinstance(pid, int) and rundir.pid_alive(pid):
             raise ConfigError(f"resume={run_dir}: the run is still running (pid {pid}); stop it first")
     if not (run_dir / LAST).is_file():
         raise ConfigError(f"resume={run_dir}: no {LAST} (the run stopped before its first epoch ended); "

@@ -30,6 +30,17 @@ def read_status(run_dir: str | os.PathLike) -> dict:
     return status if isinstance(status, dict) else {}
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host (a status.json saying "running" may be stale)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def is_finished_run(run_dir: str | os.PathLike) -> bool:
     return read_status(run_dir).get("status") == "completed" or (Path(run_dir) / METRICS_FILE).is_file()
 

@@ -115,14 +115,6 @@ def check_report(study: Study) -> None:
 
 
 # ------------------------------------------------------------------------------------ reading
-def _read_json(path: Path) -> dict:
-    try:
-        obj = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return obj if isinstance(obj, dict) else {}
-
-
 def _read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
@@ -201,7 +193,7 @@ class Builder:
     def __init__(self, study: Study, ledger: dict | None = None):
         self.study = study
         self.base = study.dir
-        self.ledger = ledger if ledger is not None else _read_json(study.dir / STUDY_LEDGER)
+        self.ledger = ledger if ledger is not None else sweep_report.read_json_object(study.dir / STUDY_LEDGER)
         self.records = {r.get("name"): r for r in self.ledger.get("steps", []) if isinstance(r, dict)}
         self.sources: list[Path] = []
 
@@ -441,7 +433,7 @@ class Builder:
                 notes.append((label or target, str(e)))
                 continue
             for job_label, d in found:
-                m = _read_json(self.need(d / rundir.METRICS_FILE))
+                m = sweep_report.read_json_object(self.need(d / rundir.METRICS_FILE))
                 found_rows.append((label if label and len(found) == 1 else job_label, m))
         if not found_rows:
             raise _Missing("; ".join(n for _, n in notes) or "no runs")
@@ -507,7 +499,7 @@ class Builder:
                 continue
             for label, d in found:
                 cols.append(labels[i] if i < len(labels) and len(found) == 1 else label)
-                datas.append(_read_json(self.need(d / str(block["file"]))))
+                datas.append(sweep_report.read_json_object(self.need(d / str(block["file"]))))
         if not datas:
             raise _Missing("; ".join(n.text for n in notes))
         keys = list(block.get("keys") or dict.fromkeys(k for d in datas for k, v in d.items()

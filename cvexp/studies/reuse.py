@@ -67,21 +67,9 @@ def run_state(run_dir: Path) -> str:
         return "unknown" if d.is_dir() and any(d.iterdir()) else "absent"
     if state == "running":
         if status.get("host") == socket.gethostname() and isinstance(status.get("pid"), int):
-            return "running" if _pid_alive(status["pid"]) else "dead"
+            return "running" if rundir.pid_alive(status["pid"]) else "dead"
         return "running"
     return str(state)
-
-
-def _pid_alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _resumable(run_dir: Path, step: Step) -> bool:
