@@ -27,7 +27,7 @@ from cvexp.errors import ConfigError
 
 log = logging.getLogger("cvexp")
 
-FP16 = ("16-mixed", "16", "16-true", "bf16-mixed", "bf16", "bf16-true")  # GPU-only precisions
+GPU_PRECISIONS = ("16-mixed", "16", "16-true", "bf16-mixed", "bf16", "bf16-true")  # GPU-only precisions
 GPU_ACCELERATORS = ("gpu", "cuda")
 
 
@@ -80,7 +80,7 @@ def cpu_fallbacks(cfg: DictConfig) -> list[str]:
         return []
     changes = []
     with open_dict(cfg):
-        if trainer is not None and str(trainer.get("precision", "32-true")) in FP16:
+        if trainer is not None and str(trainer.get("precision", "32-true")) in GPU_PRECISIONS:
             changes.append(f"trainer.precision {trainer.precision} -> 32-true")
             trainer.precision = "32-true"
         data = cfg.get("data")
