@@ -20,11 +20,19 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/python -m cvexp $(ARGS)
 
+# One pytest-xdist worker per core (at most 4); `test` hands out whole files (the e2e module fixtures,
+# trained runs, are made once), `test-fast` single tests (the unit tests have no costly fixtures, so
+# they balance better). tests/conftest.py gives each worker its share of the cores as torch threads. Python may
+# cache byte code (and pytest its rewritten asserts) even where PYTHONDONTWRITEBYTECODE is set:
+# every test starts Python processes that would otherwise recompile cvexp each time.
+JOBS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0))))" 2>/dev/null || echo 2)
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -q -n $(JOBS) --durations=15
+
 test: setup
-	$(BIN)/python -m pytest -q --durations=15 $(ARGS)
+	$(PYTEST) --dist loadfile $(ARGS)
 
 test-fast: setup
-	$(BIN)/python -m pytest -q --durations=15 tests/unit $(ARGS)
+	$(PYTEST) --dist load tests/unit $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -50,3 +50,11 @@ def test_library_packages_do_not_import_hydra():
         for f in sorted((PKG / name).rglob("*.py")):
             hydra = sorted(m for m in _imports(f) if m == "hydra" or m.startswith("hydra."))
             assert not hydra, f"{f.relative_to(PKG)} imports {hydra}: library code stays free of Hydra"
+
+
+def test_xdist_workers_share_the_cores():
+    """`make test` runs one pytest-xdist worker per core; each gets its share as torch threads."""
+    from conftest import worker_threads
+
+    assert worker_threads(2, 2) == 1 and worker_threads(16, 4) == 4 and worker_threads(3, 2) == 1
+    assert worker_threads(1, 2) == 1 and worker_threads(8, None) is None
