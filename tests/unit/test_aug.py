@@ -136,3 +136,50 @@ def test_preview_writes_a_grid(compose_cfg):
     picked = pick_sources(labels, 3, seed=0)
     assert sorted(labels[i] for i in picked) == [0, 1, 2]
     assert pick_sources(labels, 3, seed=0) == picked
+
+
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+@pytest.mark.parametrize("shape,mean,std", [((37, 53, 3), *IMAGENET), ((224, 224, 3), *IMAGENET),
+                                            ((720, 1280, 3), *IMAGENET), ((37, 53, 3), (0.5,), (0.25,)),
+                                            ((16, 9, 4), (0.5,), (0.25,)),
+                                            ((16, 9, 4), (0.1, 0.2, 0.3, 0.4), (0.9, 0.8, 0.7, 0.6))])
+def test_lut_normalize_equals_albumentations_to_the_bit(shape, mean, std):
+    """The Normalize every pipeline ends with gives albumentations' own output, bit for bit, for
+    every 8-bit value; other inputs go to albumentations itself."""
+    import pickle
+
+    from cvexp.data.transforms import LutNormalize
+
+    rng = np.random.default_rng(sum(shape))
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
+    img.reshape(-1)[:256] = np.arange(256, dtype=np.uint8)  # every 8-bit value occurs
+    ours = LutNormalize(mean=mean, std=std, max_pixel_value=255.0)
+    ref = A.Normalize(mean=mean, std=std, max_pixel_value=255.0)
+    out = ours(image=img)["image"]
+    assert out.dtype == np.float32 and np.array_equal(out, ref(image=img)["image"])
+    assert ours._lut is not None  # the fast path ran
+    copy = pickle.loads(pickle.dumps(ours))  # DataLoader workers get a copy
+    assert np.array_equal(copy(image=img)["image"], out)
+    floats = img.astype(np.float32)
+    assert np.array_equal(ours(image=floats)["image"], ref(image=floats)["image"])
+    gray = img[..., 0]
+    assert np.array_equal(ours(image=gray)["image"], ref(image=gray)["image"])
+
+
+def test_every_pipeline_ends_in_the_lut_normalize_with_the_same_output():
+    from cvexp.data.transforms import LutNormalize
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+    def steps():  # each pipeline its own transforms: Compose(seed=...) seeds the objects it holds
+        return [A.RandomResizedCrop(size=(SIZE, SIZE), scale=(0.6, 1.0)), A.HorizontalFlip(p=0.5)]
+
+    fast = build_pipeline(steps(), mean, std, seed=3)
+    assert isinstance(fast.transforms[-2], LutNormalize)
+    plain = A.Compose(steps() + [A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
+                                 A.ToTensorV2()], seed=3)
+    for k in range(5):
+        img = scene(seed=k)
+        assert torch.equal(fast(image=img)["image"], plain(image=img)["image"])
