@@ -162,6 +162,8 @@ def test_lut_normalize_equals_albumentations_to_the_bit(shape, mean, std):
     assert ours._lut is not None  # the fast path ran
     copy = pickle.loads(pickle.dumps(ours))  # DataLoader workers get a copy
     assert np.array_equal(copy(image=img)["image"], out)
+    for view in (img[:, ::-1], img[::2, ::3], img[..., ::-1]):  # flips and crops hand over views
+        assert np.array_equal(ours(image=view)["image"], ref(image=view)["image"])
     floats = img.astype(np.float32)
     assert np.array_equal(ours(image=floats)["image"], ref(image=floats)["image"])
     gray = img[..., 0]
