@@ -11,7 +11,8 @@ import albumentations as A
 from torch.utils.data import Dataset
 
 from cvexp.data.demo_wildlife import write_demo_wildlife
-from cvexp.data.images import is_readable_image, read_rgb
+from cvexp.data.checked import CheckedImages
+from cvexp.data.images import read_rgb
 from cvexp.data.labels import WILDLIFE_CLASSES, normalize_class_name
 from cvexp.data.split import SPLITS, stratified_kfold_split, stratified_split, write_split_csv
 from cvexp.data.base import SAMPLERS, SplitDataModule
@@ -117,8 +118,9 @@ class WildlifeDataModule(SplitDataModule):
                  skip_corrupt: bool = False, verify_images: bool = True,
                  output_dir: str | None = None, seed: int = 0,
                  fold: int | None = None, num_folds: int | None = None, sampler: str | None = None,
-                 reduced_decode: bool = True):
+                 reduced_decode: bool = True, cache_dir: str | None = None):
         super().__init__()
+        self.cache_dir = cache_dir  # remembers which images passed the readability check (cvexp.data.checked)
         self.reduced_decode = bool(reduced_decode)
         if (fold is None) != (num_folds is None):
             raise ConfigError(f"data.fold={fold} and data.num_folds={num_folds}: give both for k-fold "
@@ -154,6 +156,7 @@ class WildlifeDataModule(SplitDataModule):
         self.skipped: list[str] = []
         self.split: dict[str, list[int]] = {}
         self._verified: set[str] = set()
+        self._checked: CheckedImages | None = None
 
     @property
     def num_classes(self) -> int:
@@ -176,18 +179,28 @@ class WildlifeDataModule(SplitDataModule):
         """A one-line DataError naming the first unreadable image of `split` (checked once)."""
         if not self.verify_images or self.skip_corrupt or split in self._verified:
             return
-        bad = [self.files[i] for i in self.split[split] if not is_readable_image(self.class_root / self.files[i])]
+        checked = self.checked_images()
+        bad = [self.files[i] for i in self.split[split] if not checked.readable(self.files[i])]
+        checked.save()
         if bad:
             more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
             raise DataError(f"cannot read image {self.class_root / bad[0]}{more} (damaged or truncated); delete or "
                             "replace it, or set data.skip_corrupt=true to skip unreadable files")
         self._verified.add(split)
 
+    def checked_images(self) -> CheckedImages:
+        """Which images under the class root passed the readability check (remembered in cache_dir)."""
+        if self._checked is None or self._checked.root != self.class_root:
+            self._checked = CheckedImages(self.class_root, self.cache_dir)
+        return self._checked
+
     def _scan_and_split(self) -> None:
         self.class_root = find_class_root(self.dataset_root(), self.class_names)
         files, labels = scan_images(self.class_root, self.class_names)
         if self.verify_images and self.skip_corrupt:
-            bad = [f for f in files if not is_readable_image(self.class_root / f)]
+            checked = self.checked_images()
+            bad = [f for f in files if not checked.readable(f)]
+            checked.save()
             if bad:
                 log.warning("skipping %d unreadable image(s), listed in skipped_files.txt", len(bad))
                 keep = [i for i, f in enumerate(files) if f not in set(bad)]
@@ -246,7 +259,7 @@ class DemoWildlifeDataModule(WildlifeDataModule):
         if kwargs.get("root") is not None:
             raise ConfigError(refuse_demo_root("demo wildlife images", "data=wildlife"))
         kwargs["root"] = str(Path(cache_dir) / f"demo_wildlife_n{n_images}_s{demo_seed}")
-        super().__init__(**kwargs)
+        super().__init__(cache_dir=cache_dir, **kwargs)
         self.n_images = n_images
         self.demo_seed = demo_seed
 

@@ -166,3 +166,98 @@ def test_an_evaluation_checks_only_the_split_it_reads(demo_root):
     with pytest.raises(DataError, match=str(train_file)):
         _dm(demo_root).dataset("train")
     assert len(_dm(demo_root).dataset("val")) == len(dm.split["val"])
+
+
+# ------------------------------------------------------------------- the readability check, remembered
+@pytest.fixture
+def count_decodes(monkeypatch):
+    """Counts the readability checks that decode a file (cvexp.data.images.is_readable_image)."""
+    from cvexp.data import checked
+
+    calls = []
+    real = checked.is_readable_image
+
+    def counting(path):
+        calls.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(checked, "is_readable_image", counting)
+    return calls
+
+
+def test_images_that_passed_are_not_decoded_again_until_they_change(demo_root, tmp_path, count_decodes):
+    import os
+
+    cache = tmp_path / "cache"
+    dm = _dm(demo_root, cache_dir=str(cache))
+    dm.setup()
+    assert sorted(count_decodes) == sorted(str(demo_root / f) for f in dm.files)  # every image, once
+    records = list((cache / "checked_images").glob("*.json"))
+    assert len(records) == 1 and str(demo_root.resolve()) in records[0].read_text()
+    count_decodes.clear()
+    _dm(demo_root, cache_dir=str(cache)).setup()  # the next run: nothing decoded
+    assert count_decodes == []
+
+    dog = demo_root / "dog" / "dog_0000.jpg"  # an interrupted copy: the file is cut short
+    dog.write_bytes(dog.read_bytes()[:200])
+    with pytest.raises(DataError, match="dog_0000.jpg"):
+        _dm(demo_root, cache_dir=str(cache)).setup()
+    assert count_decodes == [str(dog)]
+    count_decodes.clear()
+    with pytest.raises(DataError, match="dog_0000.jpg"):  # a failure is never remembered
+        _dm(demo_root, cache_dir=str(cache)).setup()
+    assert count_decodes == [str(dog)]
+
+    bird = sorted((demo_root / "birds").iterdir())[0]  # same size, same mtime, other bytes
+    st = bird.stat()
+    bird.write_bytes(bytes(st.st_size))
+    os.utime(bird, ns=(st.st_atime_ns, st.st_mtime_ns))
+    count_decodes.clear()
+    dm = _dm(demo_root, cache_dir=str(cache), skip_corrupt=True)
+    dm.setup()
+    assert {f"{dog}", f"{bird}"} <= set(count_decodes) and len(count_decodes) == 2
+    assert {str(dog.relative_to(demo_root)), str(bird.relative_to(demo_root))} == set(dm.skipped)
+
+
+def test_without_a_cache_dir_every_run_decodes_every_image(demo_root, count_decodes):
+    dm = _dm(demo_root)
+    dm.setup()
+    _dm(demo_root).setup()
+    assert len(count_decodes) == 2 * len(dm.files)
+
+
+@pytest.mark.parametrize("record", ['{"format": "cvexp-checked-images-1", "root": "/elsewhere", "files": {}}',
+                                    "not json", '["a list"]',
+                                    '{"format": "cvexp-checked-images-1", "root": "ROOT", "files": {"x": "y"}}'])
+def test_a_foreign_or_damaged_record_is_ignored_and_rewritten(demo_root, tmp_path, count_decodes, record):
+    from cvexp.data.checked import record_path
+
+    cache = tmp_path / "cache"
+    path = record_path(cache, demo_root)
+    path.parent.mkdir(parents=True)
+    path.write_text(record.replace("ROOT", str(demo_root.resolve())))
+    dm = _dm(demo_root, cache_dir=str(cache))
+    dm.setup()
+    assert len(count_decodes) == len(dm.files)
+    count_decodes.clear()
+    _dm(demo_root, cache_dir=str(cache)).setup()
+    assert count_decodes == []
+
+
+def test_a_record_that_cannot_be_written_costs_only_time(demo_root, tmp_path, monkeypatch, caplog, count_decodes):
+    from cvexp.data import checked
+
+    def full_disk(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checked, "atomic_write_bytes", full_disk)
+    dm = _dm(demo_root, cache_dir=str(tmp_path / "cache"))
+    dm.setup()  # the run goes on, with one warning
+    assert len(dm.files) == len(count_decodes) and caplog.text.count("No space left on device") == 1
+    assert not list((tmp_path / "cache" / "checked_images").glob("*.json"))
+
+
+def test_the_wildlife_configs_remember_checks_in_the_cache_dir(compose_cfg):
+    for option in ("wildlife", "demo_wildlife"):
+        cfg = compose_cfg("train", [f"data={option}", "paths.data_dir=/data"])
+        assert cfg.data.cache_dir == cfg.paths.cache_dir
