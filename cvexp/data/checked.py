@@ -37,7 +37,7 @@ FORMAT = "cvexp-checked-images-1"
 def record_path(cache_dir: str | os.PathLike, root: Path) -> Path:
     """The record of dataset folder `root` (resolved, so that two spellings of a path share one)."""
     key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
-    return Path(cache_dir) / "checked_images" / f"{root.name or 'root'}_{key}.json"
+    return Path(cache_dir) / "checked_images" / f"{(root.name or 'root')[:64]}_{key}.json"
 
 
 class CheckedImages:
