@@ -203,7 +203,8 @@ class WildlifeDataModule(SplitDataModule):
             checked.save()
             if bad:
                 log.warning("skipping %d unreadable image(s), listed in skipped_files.txt", len(bad))
-                keep = [i for i, f in enumerate(files) if f not in set(bad)]
+                unreadable = set(bad)
+                keep = [i for i, f in enumerate(files) if f not in unreadable]
                 files, labels = [files[i] for i in keep], [labels[i] for i in keep]
             self.skipped = bad
         self.files, self.labels = files, labels
