@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -57,14 +58,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("train", True):
         with signals.deferred_to(trainer):
-            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, **_weights_only(trainer.fit))
     # (a resumed run with no epoch left has no fresh callback metrics: its trackers come from the checkpoint)
     best = {**module.best_metrics(), **{k: v for k, v in trainer.callback_metrics.items() if k.endswith("_best")}}
     if cfg.get("test", True):
-        best_ckpt = _best_checkpoint(trainer)
+        best_ckpt = _best_checkpoint(trainer, out)
         if not best_ckpt:
             log.warning("no best checkpoint; testing the weights at the end of training")
-        trainer.test(module, datamodule=dm, ckpt_path=best_ckpt or None)
+        trainer.test(module, datamodule=dm, ckpt_path=best_ckpt or None, **_weights_only(trainer.test))
     metrics = results.finite_metrics({**best, **{k: v for k, v in trainer.callback_metrics.items()
                                                  if k.startswith("test/")}})
     cross = cfg.get("cross_eval") or {}
@@ -72,18 +73,34 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cross.get("datasets") and trainer.is_global_zero:
         from cvexp.cross_eval import evaluate_grid
 
-        ckpt = _best_checkpoint(trainer) or _save_final(trainer, out)
+        ckpt = _best_checkpoint(trainer, out) or _save_final(trainer, out)
         evaluate_grid([ckpt], list(cross.datasets), cross.get("space"), out / "cross_dataset", cfg)
         print((out / "cross_dataset" / "cross_dataset.md").read_text())
     log.info("run directory: %s", out)
     return metrics
 
 
-def _best_checkpoint(trainer) -> str:
+def _best_checkpoint(trainer, out) -> str:
+    """The best checkpoint's path, if it is a file this run wrote under its own folder: a path
+    restored from a checkpoint never reaches `trainer.test` (which would load it)."""
     from pytorch_lightning.callbacks import ModelCheckpoint
 
     cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
-    return cb.best_model_path if cb is not None else ""
+    path = cb.best_model_path if cb is not None else ""
+    if not path:
+        return ""
+    p = Path(path).resolve()
+    if "://" in path or not p.is_relative_to(Path(out).resolve()) or not p.is_file():
+        log.warning("the best checkpoint %s is not a file in this run's folder; it is not used", path[:200])
+        return ""
+    return str(p)
+
+
+def _weights_only(method) -> dict:
+    """`weights_only=True` where this Lightning takes it: checkpoints are loaded as data only."""
+    import inspect
+
+    return {"weights_only": True} if "weights_only" in inspect.signature(method).parameters else {}
 
 
 def _save_final(trainer, out) -> str:

@@ -113,6 +113,48 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                            Path(path).expanduser())
 
 
+# ------------------------------------------------------------- paths a checkpoint names
+
+CALLBACK_PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
+
+
+def confine_callback_paths(checkpoint: dict, folders: Mapping[str, str | os.PathLike | None]) -> list[str]:
+    """Drop, in place, every file path a checkpoint's callback states name outside that callback's
+    own folder now (`folders`: state key -> the callback's dirpath); return what was dropped.
+
+    Lightning restores a ModelCheckpoint's `best_model_path` (which `trainer.test` then loads, and
+    over http without weights_only) and its top-k paths (which it deletes when a better model comes),
+    so a path that another folder, `..`, a symlink or a URL names must not survive loading."""
+    dropped: list[str] = []
+    states = checkpoint.get("callbacks")
+    if not isinstance(states, dict):
+        return dropped
+    for key, state in states.items():
+        if not isinstance(state, dict):
+            continue
+        folder = folders.get(key)
+        root = Path(folder).expanduser().resolve() if folder else None
+
+        def inside(p: Any) -> bool:
+            if not isinstance(p, (str, os.PathLike)) or not str(p) or "://" in str(p) or root is None:
+                return False
+            return Path(p).expanduser().resolve().is_relative_to(root)
+
+        for name in CALLBACK_PATH_KEYS:
+            value = state.get(name)
+            if value and not inside(value):
+                dropped.append(str(value))
+                state[name] = ""
+        top = state.get("best_k_models")
+        if isinstance(top, dict):
+            dropped += [str(p) for p in top if not inside(p)]
+            state["best_k_models"] = {p: v for p, v in top.items() if inside(p)}
+        elif top is not None:
+            dropped.append(f"best_k_models of type {type(top).__name__}")
+            state["best_k_models"] = {}
+    return dropped
+
+
 # ---------------------------------------------------------------------------- run checkpoints
 
 def checkpoint_file(path: str | os.PathLike) -> Path:

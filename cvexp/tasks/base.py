@@ -10,8 +10,11 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from pytorch_lightning.utilities import rank_zero_warn
+
 from cvexp.theory import losses
 from cvexp.errors import DivergenceError
+from cvexp.io.checkpoint import confine_callback_paths
 from cvexp.tasks import optim
 
 
@@ -120,6 +123,15 @@ class TaskModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if checkpoint.get("cvexp_best"):
             self.load_best_state(checkpoint["cvexp_best"])
+        # runs before Lightning restores the callbacks: no file path from the checkpoint outside the
+        # checkpoint callbacks' own folders survives (Lightning would load or delete it)
+        trainer = self._trainer
+        if trainer is not None:
+            dropped = confine_callback_paths(
+                checkpoint, {cb.state_key: getattr(cb, "dirpath", None) for cb in trainer.callbacks})
+            if dropped:
+                rank_zero_warn(f"the checkpoint names {len(dropped)} file(s) outside this run's checkpoint "
+                               f"folder (e.g. {dropped[0][:120]}); they are ignored")
 
     # ------------------------------------------------------------------ divergence
     def on_before_backward(self, loss: torch.Tensor) -> None:

@@ -204,6 +204,42 @@ def test_truncated_jpeg_is_refused_or_skipped(tmp_path):
     assert victim.name in (tmp_path / "b" / "skipped_files.txt").read_text()
 
 
+def _tree(d):
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_copied_run_resumes_into_itself_and_its_checkpoint_names_no_files(trained_run, tmp_path):
+    """A run directory copied from another run (or from a stranger), with a last.ckpt whose callback
+    state names files elsewhere: resuming it loads none of them, deletes none, and writes nothing
+    outside the copy; an interrupted run is never overwritten by a new run."""
+    import shutil
+
+    before = _tree(trained_run)
+    run = tmp_path / "copy"
+    shutil.copytree(trained_run, run)
+    (run / "metrics.json").unlink()
+    status = {**_status(run), "status": "interrupted"}
+    (run / "status.json").write_text(json.dumps(status))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    key = next(k for k in ckpt["callbacks"] if k.startswith("ModelCheckpoint"))
+    ckpt["callbacks"][key].update(dirpath=os.path.realpath(run / "checkpoints"),
+                                  best_model_path="http://127.0.0.1:9/evil.ckpt", kth_best_model_path=str(victim),
+                                  best_k_models={str(victim): torch.tensor(-1.0)}, best_model_score=torch.tensor(-1.0))
+    torch.save(ckpt, run / "checkpoints" / "last.ckpt")
+
+    r = run_cli(["-m", "cvexp", *SMALL[:3], "debug=fast", f"hydra.run.dir={run}"], env=ENV)
+    assert r.returncode == 2 and "resume=" in _one_error_line(r.stderr)  # a new run into it: refused
+    r = run_cli(["-m", "cvexp", f"resume={run}", "trainer.max_epochs=2"], env=ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "outside this run's checkpoint folder" in r.stderr
+    assert victim.read_text() == "keep"
+    assert _tree(trained_run) == before  # the run it was copied from is untouched
+    assert json.loads((run / "metrics.json").read_text())["test/acc"] >= 0
+    assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "split.csv").is_file()
+
+
 # ------------------------------------------------------------------------------- resume
 def _weights(path):
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
