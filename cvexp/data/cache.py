@@ -80,8 +80,11 @@ def _swap_in(tmp: Path, root: Path, generator: str, settings: dict) -> None:
     removed only after the new one is in place."""
     old = None
     if root.exists():
+        marker = read_marker(root)
+        if marker == {"generator": generator, **settings}:
+            return  # a parallel job put the same copy in place, and may be reading it: ours is dropped
         # check again right before moving: a folder that appeared meanwhile is never ours to replace
-        _check_ours(root, generator, read_marker(root), settings)
+        _check_ours(root, generator, marker, settings)
         if any(root.iterdir()):  # (an empty folder is replaced by the rename itself)
             old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old.", dir=root.parent))
             try:

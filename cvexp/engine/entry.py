@@ -162,6 +162,8 @@ def run_job(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> float | None:
         status["first_started"] = previous.get("first_started", previous.get("started"))
     try:
         rundir.refuse_finished_run_dir(out)  # (its status.json is not touched)
+        if not cfg.get("resume"):
+            rundir.refuse_unfinished_run_dir(out)
     except CvexpError as e:
         fail(str(e))
     signals.handle_stop_signals()

@@ -73,6 +73,20 @@ def refuse_finished_run_dir(run_dir: str | os.PathLike) -> None:
                           "hydra.run.dir so its outputs are kept")
 
 
+def refuse_unfinished_run_dir(run_dir: str | os.PathLike) -> None:
+    """A new run never writes into a directory that a live job is using, or that holds a run a
+    `resume=` could continue (its last.ckpt and config would be overwritten)."""
+    status = read_status(run_dir)
+    state, pid, host = status.get("status"), status.get("pid"), status.get("host")
+    if state == "running" and isinstance(pid, int) and pid != os.getpid():
+        if host != socket.gethostname() or pid_alive(pid):
+            raise RunDirError(f"{run_dir} is in use by a running job (pid {pid} on {host}); choose another "
+                              "hydra.run.dir")
+    if state in ("running", "interrupted") and (Path(run_dir) / "checkpoints" / "last.ckpt").is_file():
+        raise RunDirError(f"{run_dir} holds an unfinished run that can be resumed; continue it with "
+                          f"python -m cvexp resume={run_dir}, or choose another hydra.run.dir")
+
+
 def refuse_used_sweep_dir(sweep_dir: str | os.PathLike) -> None:
     """A sweep directory that already holds a sweep (Hydra's multirun.yaml, or any job with a
     status.json) would have its jobs' configs overwritten: refused."""

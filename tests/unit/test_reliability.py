@@ -68,6 +68,56 @@ def test_write_once_fills_empty_folder_and_replaces_only_its_own_outdated_copy(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "legacy"]
 
 
+def test_a_parallel_jobs_identical_copy_is_kept_while_it_may_be_read(tmp_path):
+    from cvexp.data.cache import read_marker, write_once
+
+    root = tmp_path / "cache"
+
+    def fill_while_another_job_finishes_first(tmp):
+        _fill(tmp)
+        write_once(root, "demo_streets", {"version": 1}, _fill)  # the other job's copy goes in first
+        (root / "mask_written_by_the_other_job.png").write_bytes(b"in use")
+
+    write_once(root, "demo_streets", {"version": 1}, fill_while_another_job_finishes_first)
+    assert (root / "mask_written_by_the_other_job.png").read_bytes() == b"in use"  # not swapped away
+    assert read_marker(root)["version"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # our own copy is gone, nothing else
+
+
+def test_a_new_run_never_writes_into_a_live_or_resumable_run(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from cvexp.engine import rundir
+    from cvexp.errors import RunDirError
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    rundir.refuse_unfinished_run_dir(run)  # nothing there yet
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    cases = [({"status": "running", "pid": os.getppid(), "host": host}, False, "in use by a running job"),
+             ({"status": "running", "pid": 1234, "host": "another-node"}, False, "in use by a running job"),
+             ({"status": "interrupted", "pid": int(dead), "host": host}, True, "resume="),
+             ({"status": "running", "pid": int(dead), "host": host}, True, "resume=")]  # SIGKILLed
+    for status, with_last, message in cases:
+        (run / "status.json").write_text(json.dumps(status))
+        (run / "checkpoints" / "last.ckpt").unlink(missing_ok=True)
+        if with_last:
+            (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        with pytest.raises(RunDirError, match=message) as e:
+            rundir.refuse_unfinished_run_dir(run)
+        assert "\n" not in str(e.value)
+    (run / "checkpoints" / "last.ckpt").unlink()
+    for status in ({"status": "interrupted", "pid": int(dead), "host": host},  # nothing to resume
+                   {"status": "failed", "pid": int(dead), "host": host},
+                   {"status": "running", "pid": os.getpid(), "host": host}):  # this very process
+        (run / "status.json").write_text(json.dumps(status))
+        rundir.refuse_unfinished_run_dir(run)
+
+
 def test_demo_data_modules_refuse_a_user_root(tmp_path):
     from cvexp.data.segmentation import DemoStreetsDataModule
     from cvexp.data.wildlife import DemoWildlifeDataModule
