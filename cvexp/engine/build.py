@@ -162,6 +162,16 @@ def resolved_container(cfg: DictConfig) -> dict:
 
 # ----------------------------------------------------------------------------- from checkpoints
 
+def _init_params(target: Any) -> set[str]:
+    """The keyword names the class `target` takes (nothing for what cannot be located)."""
+    import inspect
+
+    try:
+        return set(inspect.signature(get_class(str(target))).parameters) if target else set()
+    except Exception:  # noqa: BLE001 - building the model reports a bad target with its own message
+        return set()
+
+
 def build_from_checkpoint(ckpt: dict, path: str):
     """The task module with the checkpoint's weights, and the run's stored config. The checkpoint
     has passed `cvexp.io.checkpoint.load_run_checkpoint` (its `_target_`s are on the allow-list)."""
@@ -169,7 +179,8 @@ def build_from_checkpoint(ckpt: dict, path: str):
     model_cfg = train_cfg.model
     with open_dict(model_cfg):
         for k, v in WEIGHT_KEYS.items():
-            if k in model_cfg.keys():  # `in` alone is False for a missing (???) value
+            # also where the stored config leaves the key out: the class's default would fetch weights
+            if k in model_cfg.keys() or k in _init_params(model_cfg.get("_target_")):
                 model_cfg[k] = v
     info = ckpt["cvexp"]
     class_names = info.get("class_names")

@@ -122,3 +122,19 @@ def test_config(compose_cfg):
     assert isinstance(net, SmpDeepLabV3Plus) and net.num_classes == 19
     with torch.no_grad():
         assert net(torch.randn(1, 3, 64, 128)).shape == (1, 19, 64, 128)
+
+
+def test_checkpoint_without_weight_keys_fetches_nothing(empty_hf_cache):
+    """A checkpoint whose stored model config leaves `encoder_weights` out must not get the class's
+    default ("imagenet", a download) when it is rebuilt: the weights come from the checkpoint."""
+    from cvexp.engine.build import build_from_checkpoint
+
+    net = SmpDeepLabV3Plus("resnet18", encoder_weights=None, num_classes=3)
+    from cvexp.tasks.segmentation import SegmentationModule
+
+    state = SegmentationModule(net=net, class_names=["a", "b", "c"]).state_dict()
+    config = {"model": {"_target_": "cvexp.models.segmentation.SmpDeepLabV3Plus", "encoder_name": "resnet18"},
+              "task": {"_target_": "cvexp.tasks.segmentation.SegmentationModule"}}
+    ckpt = {"cvexp": {"config": config, "class_names": ["a", "b", "c"]}, "state_dict": state}
+    module, _ = build_from_checkpoint(ckpt, "foreign.ckpt")
+    assert all(torch.equal(v, module.state_dict()[k]) for k, v in state.items())
