@@ -110,6 +110,7 @@ class Document:
 _CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 _LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+SAFE_SCHEMES = ("http", "https", "mailto")  # a link with another scheme (javascript:, data:) stays text
 
 
 def inline_html(text: str) -> str:
@@ -123,7 +124,12 @@ def inline_html(text: str) -> str:
         links: list[str] = []
 
         def keep(m: re.Match) -> str:
-            links.append(f"<a href='{html.escape(m.group(2), quote=True)}'>{html.escape(m.group(1))}</a>")
+            href = m.group(2)
+            scheme = re.match(r"^\s*([A-Za-z][A-Za-z0-9+.-]*):", href)
+            if scheme and scheme.group(1).lower() not in SAFE_SCHEMES:  # javascript:, data:, ...: text only
+                links.append(html.escape(m.group(1)))
+            else:
+                links.append(f"<a href='{html.escape(href, quote=True)}'>{html.escape(m.group(1))}</a>")
             return f"\x00{len(links) - 1}\x00"
 
         s = _LINK.sub(keep, part)

@@ -18,6 +18,11 @@ config (`study.report.sections`), each a list of blocks:
 | `json`      | any JSON of a target                         | step, file, keys |
 | `matrix`    | a long CSV pivoted (cross_dataset.csv)       | step, file, rows, columns, value |
 
+The kinds are the rows of `BLOCK_KEYS` (one `_<kind>` method each); a block of another kind is
+refused. A file a block names (`file:`, `files:`) is a name inside the step's folder: an absolute
+path or `..` is refused when the spec is checked, and a file that resolves (symlinks followed)
+outside the step's folder is never read (its block becomes a note).
+
 A target is a step (`q3_finetune`), or jobs of a multirun step selected by their overrides
 (`q2_models[seed=0]`: one per model). Blocks of a step that failed or did not run become a note
 with its error. The appendix holds what reproducing the study needs: versions, the machine, every
@@ -38,7 +43,7 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cvexp.analysis import sweep_report
@@ -112,6 +117,20 @@ def check_report(study: Study) -> None:
             for k in ("file",) if kind in ("csv", "json", "matrix") else ():
                 if not block.get(k):
                     raise ConfigError(f"{bkey} ({kind}) needs {k}: (a file name in the step's folder)")
+            for k in ("file", "files"):
+                if k in block:
+                    given = block[k] if k == "files" and isinstance(block[k], (list, tuple)) else [block[k]]
+                    for file_name in given:
+                        _check_file_name(file_name, f"{bkey}.{k}")
+
+
+def _check_file_name(name: Any, key: str) -> None:
+    """A file a block reads is named relative to its step's folder and stays inside it."""
+    text = str(name) if isinstance(name, (str, int, float)) and not isinstance(name, bool) else ""
+    parts = PurePosixPath(text.replace("\\", "/")).parts
+    if not text.strip() or text.startswith(("/", "\\")) or ".." in parts or re.match(r"^[A-Za-z]:", text):
+        raise ConfigError(f"{key}={name!r} is not a file inside the step's folder (no absolute path, no '..'); "
+                          "name one relative to it, e.g. per_class.csv or predictions/*.png")
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -196,6 +215,8 @@ class Builder:
         self.ledger = ledger if ledger is not None else sweep_report.read_json_object(study.dir / STUDY_LEDGER)
         self.records = {r.get("name"): r for r in self.ledger.get("steps", []) if isinstance(r, dict)}
         self.sources: list[Path] = []
+        self.roots: list[Path] = []  # the folders of the steps the current block reads (nothing outside them)
+        check_report(study)  # (also when the report is built without the entry point's check)
 
     # ------------------------------------------------------------------ paths and targets
     def rel(self, path: Path) -> str:
@@ -234,6 +255,7 @@ class Builder:
             raise _Missing(why)
         step = self.study.step(name)
         d = self.study.step_dir(step)
+        self.roots.append(d)
         if not step.multirun or (filters is None and any(glob.glob(str(d / f)) for f in files)):
             return [(step.title or name, d)]
         rows = sweep_report.collect_rows(d)
@@ -256,6 +278,11 @@ class Builder:
         return found[0]
 
     def need(self, path: Path) -> Path:
+        real = Path(path).resolve()
+        if not any(real.is_relative_to(root.resolve()) for root in self.roots):
+            where = " or ".join(self.rel(r) for r in self.roots) or "no step"
+            raise _Missing(f"{self.rel(path)} is outside the folder of {where} (it resolves to {real}); "
+                           "a report reads only files inside its steps' folders")
         if not path.is_file():
             raise _Missing(f"{self.rel(path)} is missing")
         self.sources.append(path)
@@ -277,14 +304,18 @@ class Builder:
         return doc
 
     def block(self, block: dict) -> list:
-        self.sources = []
+        kind = block.get("kind") if isinstance(block, dict) else None
+        if kind not in BLOCK_KEYS:  # only the table's kinds: never another method of this class
+            raise ConfigError(f"study.report: block kind={kind!r} is not a block kind; use one of "
+                              f"{', '.join(BLOCK_KEYS)}")
+        self.sources, self.roots = [], []
         out: list = []
         if block.get("title"):
             out.append(Heading(3, str(block["title"])))
         if block.get("text") and block["kind"] != "text":
             out.append(Para(str(block["text"]).strip()))
         try:
-            out += getattr(self, f"_{block['kind']}")(block)
+            out += getattr(self, f"_{kind}")(block)
         except _Missing as e:
             return out + [Note(str(e))]
         except Exception as e:  # noqa: BLE001 - a malformed file costs its block, never the report
@@ -324,6 +355,7 @@ class Builder:
         ok, why = self.step_state(name)
         if not ok:
             raise _Missing(why)
+        self.roots.append(self.study.step_dir(name))
         return name, self.study.step_dir(name)
 
     def _alpha(self, sweep: Path) -> float | None:

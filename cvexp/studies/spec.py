@@ -4,11 +4,15 @@ A step is one existing entry point with overrides:
 
     q2_models:
       entry: train               # train | eval | cross_eval | analyze | predict | export | preview |
-                                 # theory, or a module name (an entry point made with
-                                 # cvexp.engine.entry.entry_point: it writes status.json)
+                                 # theory (or its module, e.g. cvexp.eval): cvexp's own entry points only
       multirun: true             # python -m cvexp -m ...  (a sweep; its jobs are the sweep's jobs)
       overrides: [experiment=wildlife_convnet,wildlife_resnet18, seed=0,1,2]
       extra: []                  # appended: what scale presets and the command line add
+
+A study file is data, never code: a step runs one of cvexp's own entry points (ENTRY_MODULES) and
+its overrides are Hydra `key=value` overrides only. A command-line flag (`-cd`, `--config-dir`, ...;
+the study itself adds `-m` for `multirun: true` and `--out` for theory) and an override that names
+code to import (`_target_`, `hydra.searchpath`) are refused when the study is read, before any step runs.
 
 Each step writes into `<study dir>/<step name>/` (`hydra.run.dir`, or `hydra.sweep.dir` for a
 multirun), so a second run of the study finds it. Overrides may refer to
@@ -48,7 +52,17 @@ ENTRY_MODULES = {
 }
 # entry points that are not Hydra apps: they take their output folder as an argument
 NOT_HYDRA = {"theory": "--out"}
+# a module name given as entry (`cvexp.eval`) is the same entry point as its short name (`eval`)
+_ENTRY_OF_MODULE = {module: name for name, module in ENTRY_MODULES.items()}
 STEP_KEYS = ("entry", "overrides", "extra", "multirun", "title", "enabled")
+# the key of a Hydra override (`+a.b=`, `~a`, `hydra/launcher=`, `db@pkg=`): nothing else may precede `=`
+_OVERRIDE_KEY = re.compile(r"^(?:\+\+|\+|~)?[A-Za-z0-9_][A-Za-z0-9_./@-]*$")
+# overrides that would make a step import code, run shell commands (a SLURM launcher's setup lines,
+# sbatch/srun arguments) or change its environment (LD_PRELOAD, PYTHONPATH for DDP's re-run), as the
+# study file says
+_CODE_WORD = re.compile(r"(?<!\w)_target_(?!\w)")
+_CODE_KEYS = ("hydra.searchpath", "hydra.job.env_set", "hydra.launcher.setup", "hydra.launcher.srun_args",
+              "hydra.launcher.additional_parameters", "hydra.launcher.python")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DIR_REF = re.compile(r"\{dir:([A-Za-z0-9_.-]+)(?:\[([^\]]*)\])?\}")
 DATA_REF = re.compile(r"\{data:([A-Za-z0-9_.-]+)\}")
@@ -73,7 +87,10 @@ class Step:
 
     @property
     def module(self) -> str:
-        return ENTRY_MODULES.get(self.entry, self.entry)
+        if self.entry not in ENTRY_MODULES:  # (a Step made by hand, not by study_from_config)
+            raise ConfigError(f"step {self.name}: entry={self.entry!r} is not an entry point of cvexp; use one of "
+                              f"{', '.join(ENTRY_MODULES)}")
+        return ENTRY_MODULES[self.entry]
 
     @property
     def is_hydra(self) -> bool:
@@ -129,6 +146,28 @@ def _as_list(value: Any, key: str) -> list[str]:
     raise ConfigError(f"{key} must be a list of overrides (e.g. [seed=0,1,2]), not {value!r}")
 
 
+def check_override(text: str, key: str) -> None:
+    """A step's override is a Hydra `key=value` (or `~key`), never a flag or code: else one line naming it."""
+    o = str(text).strip()
+    if o.startswith("-"):
+        raise ConfigError(f"{key}: {text!r} is a command-line flag, not a Hydra override; a study step takes only "
+                          "key=value overrides (multirun: true adds -m): drop it")
+    name = o.split("=", 1)[0].strip()
+    if not _OVERRIDE_KEY.match(name) or ("=" not in o and not o.startswith("~")):
+        raise ConfigError(f"{key}: {text!r} is not a Hydra override; write key=value (references such as "
+                          "{dir:STEP} go in the value, e.g. ckpt_path={dir:STEP})")
+    if _CODE_WORD.search(o) or name.lstrip("+~").startswith(_CODE_KEYS):
+        raise ConfigError(f"{key}: {text!r} names code for the step to import (or shell commands, or its "
+                          "environment), which a study file may not; choose a config option of conf/ instead "
+                          "(e.g. model=resnet18), or set it in the shell that runs the study: drop it")
+
+
+def check_overrides(values: Sequence[str], key: str) -> list[str]:
+    for i, o in enumerate(values):
+        check_override(o, f"{key}.{i}")
+    return list(values)
+
+
 def _step_from(name: str, node: Mapping, key: str) -> Step:
     if not NAME_RE.match(name):
         raise ConfigError(f"{key}: a step name becomes a folder name; use letters, digits, '_', '-' or '.', "
@@ -140,11 +179,13 @@ def _step_from(name: str, node: Mapping, key: str) -> Step:
         raise ConfigError(f"{key} has unknown key(s) {', '.join(map(str, unknown))}; a step takes "
                           f"{', '.join(STEP_KEYS)}")
     entry = node.get("entry")
-    if not entry or not isinstance(entry, str) or (entry not in ENTRY_MODULES and "." not in entry):
-        raise ConfigError(f"{key}.entry={entry!r} is not an entry point; use one of "
-                          f"{', '.join(ENTRY_MODULES)} or a module name (python -m <module>)")
-    step = Step(name=name, entry=entry, overrides=_as_list(node.get("overrides"), f"{key}.overrides"),
-                extra=_as_list(node.get("extra"), f"{key}.extra"), multirun=bool(node.get("multirun", False)),
+    entry = _ENTRY_OF_MODULE.get(entry, entry) if isinstance(entry, str) else entry
+    if not entry or not isinstance(entry, str) or entry not in ENTRY_MODULES:
+        raise ConfigError(f"{key}.entry={node.get('entry')!r} is not an entry point of cvexp; a study runs only "
+                          f"cvexp's own: use one of {', '.join(ENTRY_MODULES)}")
+    overrides = check_overrides(_as_list(node.get("overrides"), f"{key}.overrides"), f"{key}.overrides")
+    extra = check_overrides(_as_list(node.get("extra"), f"{key}.extra"), f"{key}.extra")
+    step = Step(name=name, entry=entry, overrides=overrides, extra=extra, multirun=bool(node.get("multirun", False)),
                 title=str(node.get("title") or ""), enabled=bool(node.get("enabled", True)))
     if not step.is_hydra and step.multirun:
         raise ConfigError(f"{key}: entry {entry} is not a Hydra app and cannot be a multirun; drop multirun")
@@ -195,7 +236,8 @@ def study_from_config(node: Mapping, python: str | None = None) -> Study:
     data = dict(node.get("data") or {})
     study = Study(name=name, dir=Path(str(node["dir"])).expanduser().resolve(), scale=scale, steps=steps,
                   title=str(node.get("title") or name), data=data,
-                  launcher=_as_list(node.get("launcher"), "study.launcher"), report=dict(node.get("report") or {}),
+                  launcher=check_overrides(_as_list(node.get("launcher"), "study.launcher"), "study.launcher"),
+                  report=dict(node.get("report") or {}),
                   resume=bool(node.get("resume", True)), keep_going=bool(node.get("keep_going", True)),
                   check_overrides=bool(node.get("check_overrides", True)), python=python or sys.executable,
                   config=dict(node))
@@ -285,9 +327,16 @@ def task_overrides(overrides: Sequence[str]) -> list[str]:
     return [o for o in overrides if not is_hydra_override(o)]
 
 
+def _safe(step: Step, overrides: Sequence[str]) -> list[str]:
+    """The resolved overrides of a step, checked again where they become argv (a `{data:...}` value
+    could otherwise stand as a flag)."""
+    return check_overrides([str(o) for o in overrides], f"study.steps.{step.name} (resolved)")
+
+
 def command(study: Study, step: Step, overrides: Sequence[str]) -> list[str]:
     """The argv of a step (its overrides already resolved): `python -m <module> [-m] ... hydra.run.dir=<dir>`."""
     out = study.step_dir(step)
+    overrides = _safe(step, overrides)
     if not step.is_hydra:
         return [study.python, "-m", step.module, *overrides, NOT_HYDRA[step.entry], str(out)]
     where = "hydra.sweep.dir" if step.multirun else "hydra.run.dir"
@@ -299,6 +348,7 @@ def job_command(study: Study, step: Step, job_overrides: Sequence[str], step_ove
                 job_dir: Path) -> list[str]:
     """One job of a multirun step as a single run into its own job folder (to finish a sweep that
     stopped part-way): the job's overrides, the step's Hydra settings that apply to one run."""
+    job_overrides, step_overrides = _safe(step, job_overrides), _safe(step, step_overrides)
     sweep_only = ("hydra/launcher", "hydra.launcher", "hydra/sweeper", "hydra.sweeper", "hydra.sweep")
     keep = [o for o in step_overrides if is_hydra_override(o)
             and not o.split("=", 1)[0].lstrip("+~").startswith(sweep_only)]

@@ -531,6 +531,10 @@ def test_document_renders_the_same_content_as_markdown_and_html():
     assert "<strong>bold</strong>" in page and "<code>a&lt;b</code>" in page and "<a href='x.csv'>file</a>" in page
     assert "<td class='num'>1</td>" in page and "href='#sec'" in page
     assert inline_html("<script>") == "&lt;script&gt;"
+    for href in ("javascript:alert", "JavaScript:void0", "data:text/html,x", "vbscript:x"):
+        assert inline_html(f"[click]({href})") == "click"  # text, no link
+    assert inline_html("[docs](https://x.org/a)") == "<a href='https://x.org/a'>docs</a>"
+    assert inline_html("[run](q2/report.md#top)") == "<a href='q2/report.md#top'>run</a>"
 
 
 def test_theory_step_writes_the_tables_as_data(tmp_path, monkeypatch):
