@@ -74,16 +74,15 @@ def _device(name: str):
 
 
 def _read(path: Path, skipped: list) -> np.ndarray | None:
-    from cvexp.data.images import is_readable_image, read_rgb
+    from cvexp.data.images import header_size, is_readable_image, read_rgb
 
-    if not is_readable_image(path):
-        log.warning("skipping unreadable image %s", path)
-        skipped.append(str(path))
-        return None
     try:
+        header_size(path)  # an image too large to decode says so
+        if not is_readable_image(path):
+            raise DataError(f"cannot read image {path}")
         return read_rgb(path)
-    except DataError:
-        log.warning("skipping unreadable image %s", path)
+    except DataError as e:
+        log.warning("skipping %s", str(e).split(";")[0])
         skipped.append(str(path))
         return None
 

@@ -24,15 +24,45 @@ def has_jpeg_end(path: str | os.PathLike, tail: int = 4096) -> bool:
         return JPEG_EOI in fh.read()
 
 
+# images with more pixels than this are refused before decoding: PIL's decompression-bomb limit
+# (a 48 KB PNG can declare 20000 x 20000 pixels, 1.2 GB decoded and far more as logits)
+MAX_PIXELS = 89_478_485
+
+
+def header_size(path: str | os.PathLike) -> tuple[tuple[int, int] | None, str | None]:
+    """(width, height) and format from the file's header, nothing decoded; (None, None) where PIL
+    cannot tell. A one-line DataError for an image of more than MAX_PIXELS."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                size, fmt = im.size, im.format
+    except Image.DecompressionBombError:
+        size, fmt = None, "too large"
+    except (OSError, ValueError, SyntaxError):
+        return None, None
+    if fmt == "too large" or size[0] * size[1] > MAX_PIXELS:
+        what = f"{size[0]} x {size[1]} pixels" if size else "larger than PIL's decompression-bomb limit"
+        raise DataError(f"image {path} is {what}, more than cvexp decodes ({MAX_PIXELS / 1e6:.0f} megapixels: "
+                        "a decompression bomb or a scan); downscale or tile it")
+    return size, fmt
+
+
 def is_readable_image(path: str | os.PathLike) -> bool:
-    """Cheap decode check (JPEGs decode at 1/8 scale and must not be truncated)."""
+    """Cheap decode check (JPEGs decode at 1/8 scale and must not be truncated; no image of more
+    than MAX_PIXELS is decoded)."""
     try:
         if os.path.getsize(path) == 0:
             return False
+        header_size(path)
         if str(path).lower().endswith((".jpg", ".jpeg")) and not has_jpeg_end(path):
             return False
         img = cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_8)
-    except (OSError, cv2.error):
+    except (OSError, cv2.error, DataError):
         return False
     return img is not None and img.size > 0
 
@@ -42,13 +72,8 @@ REDUCED_FLAGS = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4
 
 def jpeg_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(width, height) from a JPEG's header without decoding it; None when not a JPEG."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.size if im.format == "JPEG" else None
-    except (OSError, ValueError):
-        return None
+    size, fmt = header_size(path)
+    return size if fmt == "JPEG" else None
 
 
 def decode_factor(size: tuple[int, int] | None, min_side: int | None) -> int:
@@ -65,7 +90,8 @@ def read_rgb(path: str | os.PathLike, min_side: int | None = None) -> np.ndarray
     `min_side`: the caller only needs a shorter side of this many pixels (e.g. twice the network's
     input for a plain resize), so a large JPEG is decoded at 1/2, 1/4 or 1/8 scale in the DCT
     domain, several times faster than a full decode followed by a downscale."""
-    f = decode_factor(jpeg_size(path), min_side) if min_side else 1
+    size, fmt = header_size(path)  # (refuses a decompression bomb before decoding)
+    f = decode_factor(size if fmt == "JPEG" else None, min_side) if min_side else 1
     flag = dict(REDUCED_FLAGS)[f] if f > 1 else cv2.IMREAD_COLOR
     img = cv2.imread(str(path), flag)
     if img is None:

@@ -51,3 +51,48 @@ def test_only_resizing_pipelines_decode_reduced(tmp_path, train, expected):
     assert dm.decode_min_side(dm.eval_tf) == 128
     off = WildlifeDataModule(root=str(tmp_path), image_size=64, reduced_decode=False)
     assert off.decode_min_side(off.eval_tf) is None
+
+
+def _png_header_only(path, width, height):
+    """A PNG that declares width x height 1-bit pixels in a few dozen bytes (what a decompression
+    bomb looks like to a header reader)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) +
+                     chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("side", [10_000, 40_000])  # above MAX_PIXELS; above PIL's own error limit
+def test_decompression_bombs_are_refused_before_decoding(tmp_path, monkeypatch, side):
+    from cvexp.data import images
+    from cvexp.errors import DataError
+    from cvexp.predict import _read
+
+    bomb = _png_header_only(tmp_path / "bomb.png", side, side)
+    assert bomb.stat().st_size < 100
+    monkeypatch.setattr(images.cv2, "imread", lambda *a, **k: pytest.fail("decoded a bomb"))
+    with pytest.raises(DataError, match="more than cvexp decodes") as e:
+        images.read_rgb(bomb)
+    assert "\n" not in str(e.value) and str(bomb) in str(e.value)
+    assert not images.is_readable_image(bomb)
+    skipped = []
+    assert _read(bomb, skipped) is None and skipped == [str(bomb)]
+
+
+def test_header_size_of_ordinary_images(tmp_path):
+    from cvexp.data.images import MAX_PIXELS, header_size
+
+    from PIL import Image
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.png")
+    assert header_size(tmp_path / "a.png") == ((40, 30), "PNG")
+    (tmp_path / "b.txt").write_text("not an image")
+    assert header_size(tmp_path / "b.txt") == (None, None)
+    side = int(MAX_PIXELS ** 0.5)
+    assert header_size(_png_header_only(tmp_path / "big.png", side, side))[0] == (side, side)  # at the limit: fine
