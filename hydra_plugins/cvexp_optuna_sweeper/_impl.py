@@ -76,6 +76,22 @@ def _build(node: Any, key: str) -> Any:
                                f"{str(cause).strip().splitlines()[0] if str(cause).strip() else ''})") from None
 
 
+def _no_pickle(sampler: Any) -> Any:
+    """The sampler, unless it is optuna's own CmaEsSampler, which unpickles (so runs) state read from
+    the study's storage: a study file from anywhere would run code."""
+    from optuna.samplers import CmaEsSampler
+
+    from hydra_plugins.cvexp_optuna_sweeper._cmaes import NoPickleCmaEsSampler
+
+    if isinstance(sampler, CmaEsSampler) and not isinstance(sampler, NoPickleCmaEsSampler):
+        name = "optuna.samplers.CmaEsSampler" if type(sampler) is CmaEsSampler else \
+            f"{type(sampler).__module__}.{type(sampler).__qualname__}"
+        raise SweepConfigError(f"hydra.sweeper.sampler {name} "
+                               "unpickles the CMA-ES state stored in the study (a study file could run code): "
+                               "use hydra/sweeper/sampler=cmaes (cvexp's CMA-ES, same arguments, no pickle)")
+    return sampler
+
+
 def _tell(study: Any, trial: Any, **outcome: Any) -> None:
     """study.tell; the grid sampler's "grid exhausted" (it calls Study.stop, which only works inside
     optimize) comes after the outcome is stored and is not an error here."""
@@ -95,7 +111,7 @@ class OptunaSweeperImpl:
             _fail("hydra/sweeper=optuna (hparams_search=...) needs Optuna: pip install 'cvexp[search]' "
                   "(or pip install optuna)")
         try:
-            self.sampler = _build(sampler, "sampler")
+            self.sampler = _no_pickle(_build(sampler, "sampler"))
             self.pruner = _build(pruner, "pruner")
         except SweepConfigError as e:
             _fail(str(e))

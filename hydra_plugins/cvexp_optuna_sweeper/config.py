@@ -36,7 +36,10 @@ class RandomSamplerConfig:
 
 @dataclass
 class CmaEsSamplerConfig:
-    _target_: str = "optuna.samplers.CmaEsSampler"
+    """optuna.samplers.CmaEsSampler's arguments; cvexp's subclass never unpickles the CMA-ES state
+    optuna keeps in a study's storage (it rebuilds it from the trials): see _cmaes.py."""
+
+    _target_: str = "hydra_plugins.cvexp_optuna_sweeper._cmaes.NoPickleCmaEsSampler"
     seed: Optional[int] = None
     n_startup_trials: int = 1
 
