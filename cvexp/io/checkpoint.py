@@ -63,6 +63,7 @@ def read_file(path: str | os.PathLike, what: str = "weights file", hint: str = "
         except Exception as e:  # noqa: BLE001 - truncated or not a safetensors file
             raise CheckpointError(f"cannot read {what} {path} ({_first_line(e)}); "
                                   "give a complete .safetensors file") from None
+    _check_zip_sizes(path, what)
     allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
         with allow(_numpy_safe_globals()) if allow else contextlib.nullcontext():
@@ -81,6 +82,26 @@ def read_file(path: str | os.PathLike, what: str = "weights file", hint: str = "
     except Exception as e:  # noqa: BLE001 - truncated, empty, not a torch file, ...
         raise CheckpointError(f"cannot read {what} {path} ({_first_line(e)}); the file is damaged or "
                               "not a PyTorch file") from None
+
+
+def _check_zip_sizes(path: Path, what: str) -> None:
+    """torch.save stores its zip entries uncompressed, so their sizes add up to about the file's;
+    entries that would inflate far beyond it (a zip bomb: a few MB that fill the memory when
+    torch.load reads them) are refused before anything is read."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return  # the legacy (pre-1.6) format, or not a zip at all: torch.load reports it
+    try:
+        with zipfile.ZipFile(path) as zf:
+            inflated = sum(max(0, i.file_size) for i in zf.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {what} {path} ({_first_line(e)}); the file is damaged") from None
+    on_disk = path.stat().st_size
+    if inflated > 2 * on_disk + (1 << 20):
+        raise CheckpointError(f"{what} {path} would inflate from {on_disk / 1e6:.1f} MB to {inflated / 1e6:.0f} MB "
+                              "(compressed entries, which torch.save never writes); refused. Re-save it with "
+                              "torch.save(state_dict, 'clean.pth') where it came from")
 
 
 def _first_line(e: BaseException) -> str:

@@ -207,6 +207,27 @@ def test_load_run_checkpoint_refuses_code_before_building_anything(tmp_path):
     assert not victim.exists()
 
 
+def test_zip_bomb_checkpoint_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    import zipfile
+
+    from cvexp.io import checkpoint
+    from cvexp.io.checkpoint import load_state_dict_file
+
+    torch.save({"w": torch.zeros(4)}, tmp_path / "ok.pt")
+    with zipfile.ZipFile(tmp_path / "ok.pt") as src, \
+            zipfile.ZipFile(tmp_path / "bomb.pt", "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            big = info.filename.endswith("/data/0")
+            dst.writestr(info.filename, b"\0" * (64 << 20) if big else src.read(info))
+    assert (tmp_path / "bomb.pt").stat().st_size < 1 << 20
+    monkeypatch.setattr(checkpoint.torch, "load", lambda *a, **k: pytest.fail("read a zip bomb"))
+    with pytest.raises(CheckpointError, match="would inflate from 0.1 MB to 67 MB") as e:
+        load_state_dict_file(tmp_path / "bomb.pt")
+    assert "\n" not in str(e.value) and "bomb.pt" in str(e.value)
+    monkeypatch.undo()
+    assert torch.equal(load_state_dict_file(tmp_path / "ok.pt")["w"], torch.zeros(4))  # torch.save's own: fine
+
+
 def test_pickled_code_is_never_run(tmp_path):
     from cvexp.io.checkpoint import load_run_checkpoint, load_state_dict_file
 
