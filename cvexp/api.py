@@ -49,7 +49,9 @@ def build_run(config: Any) -> Run:
     from cvexp.engine import build
 
     if isinstance(config, (str, os.PathLike)):
-        config = OmegaConf.load(config)
+        from cvexp.io.yamlfile import load_config
+
+        config = load_config(config)
     cfg = config if isinstance(config, DictConfig) else OmegaConf.create(config)
     check_targets(OmegaConf.to_container(cfg, resolve=True), "the run config")
     build.resolve_inputs(cfg)

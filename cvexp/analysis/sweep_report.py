@@ -82,9 +82,9 @@ def _read_overrides(job_dir: Path, status: dict) -> list[str]:
     path = job_dir / ".hydra" / "overrides.yaml"
     if path.is_file():
         try:
-            import yaml
+            from cvexp.io.yamlfile import load_yaml
 
-            data = yaml.safe_load(path.read_text())
+            data = load_yaml(path)
             if isinstance(data, list):
                 return [str(x) for x in data]
         except Exception:  # noqa: BLE001 - half-written file: fall back to status.json
@@ -100,9 +100,9 @@ def _read_job_config(job_dir: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        import yaml
+        from cvexp.io.yamlfile import load_yaml
 
-        cfg = yaml.safe_load(path.read_text())
+        cfg = load_yaml(path)
     except Exception:  # noqa: BLE001 - half-written: the report goes on without it
         return {}
     if not isinstance(cfg, dict):
@@ -270,9 +270,9 @@ def read_search_results(sweep_dir: str | Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        import yaml
+        from cvexp.io.yamlfile import load_yaml
 
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path)
     except Exception:  # noqa: BLE001 - half-written
         return None
     return data if isinstance(data, dict) else None

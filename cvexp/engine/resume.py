@@ -72,9 +72,10 @@ def resumed_config(cfg: DictConfig) -> tuple[DictConfig, dict]:
     """The run's own config with the allowed command-line changes, set to continue from last.ckpt;
     and what last.ckpt says of the run (`choices`, `epoch`)."""
     from cvexp.io.checkpoint import check_targets, read_file
+    from cvexp.io.yamlfile import load_config
 
     run_dir = Path(cfg.resume)
-    stored = OmegaConf.load(run_dir / "config.yaml")
+    stored = load_config(run_dir / "config.yaml")
     check_targets(OmegaConf.to_container(stored, resolve=False), run_dir / "config.yaml")
     given = {_key(a) for a in _overrides()}
     ckpt = read_file(run_dir / LAST, "checkpoint", f"resume needs {LAST}")

@@ -196,9 +196,9 @@ def run_seed(run_dir: Path) -> Any:
     if not cfg.is_file():
         return None
     try:
-        import yaml
+        from cvexp.io.yamlfile import load_yaml
 
-        data = yaml.safe_load(cfg.read_text())
+        data = load_yaml(cfg)
     except Exception:  # noqa: BLE001 - a half-written config: no seed shown
         return None
     return data.get("seed") if isinstance(data, dict) else None
@@ -364,9 +364,9 @@ class Builder:
         if not path.is_file():
             return None
         try:
-            import yaml
+            from cvexp.io.yamlfile import load_yaml
 
-            cfg = yaml.safe_load(path.read_text())
+            cfg = load_yaml(path)
             return float(cfg["hydra"]["callbacks"]["sweep_report"]["alpha"])
         except Exception:  # noqa: BLE001 - not recorded: the note says so
             return None

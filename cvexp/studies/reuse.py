@@ -44,9 +44,9 @@ def recorded_overrides(run_dir: Path) -> list[str] | None:
     path = Path(run_dir) / ".hydra" / "overrides.yaml"
     if path.is_file():
         try:
-            import yaml
+            from cvexp.io.yamlfile import load_yaml
 
-            data = yaml.safe_load(path.read_text())
+            data = load_yaml(path)
             if isinstance(data, list):
                 return [str(x) for x in data]
         except Exception:  # noqa: BLE001 - half-written: fall back to status.json
