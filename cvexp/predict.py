@@ -38,6 +38,7 @@ def predict(cfg: DictConfig) -> dict:
     if not files:
         raise DataError(f"input={cfg.input} matches no image files ({', '.join(_exts())}); pass a file, a folder "
                         "or a glob such as 'photos/*.jpg'")
+    _refuse_output_among_inputs(out, Path(str(cfg.input)), files)
     model = load_inference_model(cfg.ckpt_path, cfg.get("output_stride"))
     device = _device(cfg.get("device", "auto"))
     model.module.to(device)
@@ -187,7 +188,7 @@ def _segment(model, files: list[Path], cfg: DictConfig, out: Path, device) -> di
     alpha = float(cfg.get("overlay_alpha", 0.5))
     skipped: list[str] = []
     rows = []
-    common = _common_parent(files)
+    names = _out_names(files)
     with _progress() as bar:
         task = bar.add_task("predicting", total=len(files))
         for f in files:
@@ -197,7 +198,7 @@ def _segment(model, files: list[Path], cfg: DictConfig, out: Path, device) -> di
                 continue
             x = model.preprocess(img)[None].to(device)
             pred = predict_logits(model.module, x, mode).argmax(1)[0].to(torch.uint8).cpu().numpy()
-            stem = _out_name(f, common)
+            stem = names[f]
             label_png = out / f"{stem}_labelIds.png"
             cv2.imwrite(str(label_png), lut[pred])
             color = colorize(pred, space.palette if space else (model.palette or []))
@@ -218,10 +219,32 @@ def _common_parent(files: list[Path]) -> Path:
     return Path(os.path.commonpath([str(f.parent.resolve()) for f in files])) if files else Path(".")
 
 
-def _out_name(f: Path, common: Path) -> str:
-    """The file's path below the common folder, '/' -> '__', without the suffix (unique names)."""
-    rel = f.resolve().relative_to(common).with_suffix("")
-    return "__".join(rel.parts)
+def _out_names(files: list[Path]) -> dict[Path, str]:
+    """Each file's path below the files' common folder, '/' -> '__', without the suffix; a name
+    taken already (a.png and a.jpg, sub/b.png and sub__b.png) gets -2, -3, ... so no output
+    overwrites another."""
+    common = _common_parent(files)
+    names: dict[Path, str] = {}
+    used: set[str] = set()
+    for f in files:
+        base = "__".join(f.resolve().relative_to(common).with_suffix("").parts)
+        name, n = base, 2
+        while name in used:
+            name, n = f"{base}-{n}", n + 1
+        used.add(name)
+        names[f] = name
+    return names
+
+
+def _refuse_output_among_inputs(out: Path, given: Path, files: list[Path]) -> None:
+    """The output folder is not the input folder or inside it: predictions would overwrite or mix
+    with the images (and a later run would read them back as input)."""
+    roots = {_common_parent(files)} | ({given.resolve()} if given.is_dir() else set())
+    o = out.resolve()
+    for root in roots:
+        if o == root or (given.is_dir() and o.is_relative_to(root)):
+            raise ConfigError(f"the output folder {out} is {'the' if o == root else 'inside the'} input folder "
+                              f"{root}; predictions would mix with the images: choose hydra.run.dir outside it")
 
 
 main = entry.entry_point(predict, "predict")

@@ -3,8 +3,10 @@ reproduce PyTorch within tolerance, with dynamic batch (and height/width for seg
 
 from __future__ import annotations
 
-
 import numpy as np
+import pytest
+
+from cvexp.errors import ConfigError
 
 
 
@@ -32,11 +34,37 @@ def test_find_images_file_folder_glob(tmp_path):
 
 
 def test_output_names_are_unique_below_the_common_folder(tmp_path):
-    from cvexp.predict import _common_parent, _out_name
+    from cvexp.predict import _out_names
 
     files = [tmp_path / "x" / "img.png", tmp_path / "y" / "img.png"]
     for f in files:
         f.parent.mkdir()
         f.write_bytes(b"x")
-    common = _common_parent(files)
-    assert [_out_name(f, common) for f in files] == ["x__img", "y__img"]
+    assert list(_out_names(files).values()) == ["x__img", "y__img"]
+    # names that would collide: the same stem with two suffixes, a folder and a file named like its path
+    clash = [tmp_path / "a.png", tmp_path / "a.jpg", tmp_path / "sub" / "b.png", tmp_path / "sub__b.png",
+             tmp_path / "sub__b-2.png"]
+    for f in clash:
+        f.parent.mkdir(exist_ok=True)
+        f.write_bytes(b"x")
+    names = _out_names(clash)
+    assert list(names.values()) == ["a", "a-2", "sub__b", "sub__b-2", "sub__b-2-2"]
+    assert len(set(names.values())) == len(clash)
+
+
+def test_output_folder_is_never_among_the_inputs(tmp_path):
+    from cvexp.predict import _refuse_output_among_inputs
+
+    photos = tmp_path / "photos"
+    (photos / "trip").mkdir(parents=True)
+    files = [photos / "trip" / "1.jpg", photos / "2.jpg"]
+    for f in files:
+        f.write_bytes(b"x")
+    for out in (photos, photos / "preds", photos / "trip"):
+        with pytest.raises(ConfigError, match="input folder") as e:
+            _refuse_output_among_inputs(out, photos, files)
+        assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="is the input folder"):  # a glob's or a file's own folder
+        _refuse_output_among_inputs(photos / "trip", photos / "trip" / "*.jpg", [files[0]])
+    _refuse_output_among_inputs(tmp_path / "out", photos, files)
+    _refuse_output_among_inputs(photos / "trip" / "preds", photos / "trip" / "1.jpg", [files[0]])  # a file: fine
