@@ -48,6 +48,15 @@ def checkpoint_label(ckpt: dict, path: str) -> str:
     return f"{model}@{trained_on}" if model else str(trained_on)
 
 
+def unique_label(label: str, taken: Sequence[str]) -> str:
+    """`label`, or `label-2`, `label-3`, ... when an earlier checkpoint has it (two runs of the same
+    model on the same data): each checkpoint keeps its own folder, rows and curves."""
+    out, n = label, 2
+    while out in taken:
+        out, n = f"{label}-{n}", n + 1
+    return out
+
+
 def dataset_roots(parent: DictConfig, datasets: Sequence[str], roots: Mapping | None = None) -> dict[str, str]:
     """Each dataset's root: `roots[name]` (given, else the config's `roots` or `cross_eval.roots`),
     else `paths.data_dir`. A name in `roots` that is not evaluated is refused (a typo would
@@ -82,9 +91,12 @@ def evaluate_grid(ckpt_paths: Sequence[str], datasets: Sequence[str], space: str
     data_dirs = dataset_roots(parent, datasets, roots)
     out.mkdir(parents=True, exist_ok=True)
     rows, per_class = [], {}
+    labels: list[str] = []
     for path in ckpt_paths:
         ckpt = load_run_checkpoint(path)
-        label = checkpoint_label(ckpt, path)
+        base = checkpoint_label(ckpt, path)
+        label = unique_label(base, labels)
+        labels.append(label)
         task = task_class(ckpt["cvexp"].get("task", "classification"))
         headline = M.name(M.TEST, task.headline)
         del ckpt
@@ -106,7 +118,7 @@ def evaluate_grid(ckpt_paths: Sequence[str], datasets: Sequence[str], space: str
                 cfg.trainer.strategy, cfg.trainer.devices, cfg.trainer.num_nodes = "auto", 1, 1  # one process
             log.info("evaluating %s on %s -> %s", label, name, job_dir)
             metrics = evaluate(cfg)
-            rows.append({"checkpoint": label, "trained_on": label.split("@")[-1], "evaluated_on": name,
+            rows.append({"checkpoint": label, "trained_on": base.split("@")[-1], "evaluated_on": name,
                          "space": space or "", "metric": headline, "value": metrics.get(headline),
                          "run_dir": str(job_dir)})
             per_class[(label, name)] = _read_per_class(job_dir / "per_class.csv", task.per_class_metric)

@@ -179,6 +179,8 @@ def test_cross_eval_entry_point_grid(idd_run, tmp_path):
                          run_dir=tmp_path / "grid", log_dir=tmp_path)
     values = cross_eval(cfg)
     rows = list(csv.DictReader(open(tmp_path / "grid" / "cross_dataset.csv")))
-    assert len(rows) == 4 and len(values) == 2  # two checkpoints with the same label collapse in the map
-    assert len(list(csv.DictReader(open(tmp_path / "grid" / "deeplabv3plus@demo_idd" / "demo_idd" /
-                                        "per_image.csv")))) == 4  # the data.n_val override reached it
+    assert len(rows) == 4 and len(values) == 4  # two checkpoints with the same label each keep their own
+    assert [r["checkpoint"] for r in rows] == ["deeplabv3plus@demo_idd"] * 2 + ["deeplabv3plus@demo_idd-2"] * 2
+    for label in ("deeplabv3plus@demo_idd", "deeplabv3plus@demo_idd-2"):
+        assert len(list(csv.DictReader(open(tmp_path / "grid" / label / "demo_idd" /
+                                            "per_image.csv")))) == 4  # the data.n_val override reached it

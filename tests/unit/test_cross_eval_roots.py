@@ -58,3 +58,19 @@ def test_a_root_for_a_dataset_not_evaluated_is_refused(grid, tmp_path):
     with pytest.raises(ConfigError, match="roots names cityscape, which is not among the datasets"):
         cross_eval(cfg)
     assert not grid
+
+
+def test_two_checkpoints_of_the_same_model_and_data_keep_their_own_results(grid, tmp_path):
+    import csv
+
+    from cvexp.cross_eval import cross_eval, unique_label
+
+    assert unique_label("m@d", []) == "m@d" and unique_label("m@d", ["m@d", "m@d-2"]) == "m@d-3"
+    cfg = compose_config("cross_eval", ["ckpts=[a.ckpt,b.ckpt]", "datasets=[demo_wildlife]"],
+                         run_dir=tmp_path / "grid", log_dir=tmp_path)
+    cross_eval(cfg)
+    outs = [c.paths.output_dir for c in grid]
+    assert len(set(outs)) == 2 and [c.ckpt_path for c in grid] == ["a.ckpt", "b.ckpt"]
+    with open(tmp_path / "grid" / "cross_dataset.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["checkpoint"] for r in rows] == ["m@d", "m@d-2"] and {r["trained_on"] for r in rows} == {"d"}
