@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 import logging
 import math
 import sys
@@ -90,6 +91,21 @@ def _no_pickle(sampler: Any) -> Any:
                                "unpickles the CMA-ES state stored in the study (a study file could run code): "
                                "use hydra/sweeper/sampler=cmaes (cvexp's CMA-ES, same arguments, no pickle)")
     return sampler
+
+
+def _is_journal(path: Path) -> bool:
+    """An empty file, or one whose first line is an Optuna journal record ({"op_code": ...})."""
+    if not path.is_file():
+        return False
+    with open(path, "rb") as fh:
+        first = fh.readline(1 << 16)
+    if not first.strip():
+        return path.stat().st_size == 0
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and "op_code" in record
 
 
 def _tell(study: Any, trial: Any, **outcome: Any) -> None:
@@ -194,6 +210,10 @@ class OptunaSweeperImpl:
         else:
             path = Path(str(self.storage)).expanduser()
         path = path.resolve()
+        if path.exists() and not _is_journal(path):
+            _fail(f"hydra.sweeper.storage={self.storage}: {path} is not an Optuna journal (a study file of an earlier "
+                  "sweep), and the sweep would append to it; give a new file name, that sweep's journal, or a "
+                  f"database URL (sqlite:///{path.with_suffix('.db')})")
         path.parent.mkdir(parents=True, exist_ok=True)
         return str(path)
 

@@ -464,3 +464,26 @@ def test_pyproject_ships_the_plugin_and_installs_the_search_extra_in_dev():
         assert dep in extras["dev"], f"{dep} of the [search] extra is missing from [dev] (CI installs .[dev])"
     assert any(d.startswith("optuna") for d in extras["search"])
     assert any(d.startswith("hydra-joblib-launcher") for d in extras["search"])
+
+
+def test_a_storage_path_that_is_not_a_journal_is_never_appended_to(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    db = tmp_path / "study.db"
+    db.write_bytes(b"SQLite format 3\x00" + b"\x00" * 100)
+    for target in (notes, db, tmp_path):
+        impl = _impl.OptunaSweeperImpl(sampler=None, pruner=None, direction="maximize", storage=str(target),
+                                       study_name=None, n_trials=1, n_jobs=1, max_failure_rate=0.0,
+                                       params={"optimizer.lr": "interval(1e-4, 1e-2)"})
+        before = target.read_bytes() if target.is_file() else None
+        with pytest.raises(SystemExit) as e:
+            impl._storage()
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and "is not an Optuna journal" in err[0], err
+        assert "sqlite:///" in err[0]
+        if before is not None:
+            assert target.read_bytes() == before
+    assert _impl._is_journal(tmp_path / "empty") is False  # absent: _storage creates it
+    (tmp_path / "empty").write_text("")
+    (tmp_path / "journal.log").write_text('{"op_code": 0, "worker_id": "x"}\n')
+    assert _impl._is_journal(tmp_path / "empty") and _impl._is_journal(tmp_path / "journal.log")
