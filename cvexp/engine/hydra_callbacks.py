@@ -314,6 +314,7 @@ class RunDirGuard(Callback):
             run_dir = Path(str(config.hydra.run.dir))
             rundir.check_writable_dir(run_dir, "hydra.run.dir")
             rundir.refuse_finished_run_dir(run_dir)
+            rundir.refuse_foreign_dir(run_dir)
         except CvexpError as e:
             _refuse(str(e))
 

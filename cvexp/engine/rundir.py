@@ -87,6 +87,22 @@ def refuse_unfinished_run_dir(run_dir: str | os.PathLike) -> None:
                           f"python -m cvexp resume={run_dir}, or choose another hydra.run.dir")
 
 
+def refuse_foreign_dir(run_dir: str | os.PathLike) -> None:
+    """A run goes into a new or empty folder, or one that holds a cvexp run (status.json: the
+    refusals above decide) or study (study.json); a folder of someone's files is never written into (Hydra's own
+    `.hydra/` and job log of an invocation that stopped before its run began are not files of theirs)."""
+    from cvexp.studies import STUDY_LEDGER  # a study's folder: the study runner decides
+
+    d = Path(run_dir)
+    if not d.is_dir() or (d / STATUS_FILE).exists() or (d / STUDY_LEDGER).exists():
+        return
+    foreign = sorted(p.name for p in d.iterdir() if p.name != ".hydra" and p.suffix != ".log")
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise RunDirError(f"{d} holds files that are not a cvexp run ({shown}); a run writes only into a new or "
+                          "empty folder: choose another hydra.run.dir")
+
+
 def refuse_used_sweep_dir(sweep_dir: str | os.PathLike) -> None:
     """A sweep directory that already holds a sweep (Hydra's multirun.yaml, or any job with a
     status.json) would have its jobs' configs overwritten: refused."""

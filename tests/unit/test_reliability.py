@@ -496,3 +496,35 @@ def test_atomic_writes_get_the_usual_permissions(tmp_path):
         os.umask(old)
     mode = stat.S_IMODE((tmp_path / "status.json").stat().st_mode)
     assert mode == stat.S_IMODE(plain.stat().st_mode) == 0o640
+
+
+def test_a_run_never_writes_into_a_folder_of_someone_elses_files(tmp_path):
+    from cvexp.engine import rundir
+    from cvexp.errors import RunDirError
+
+    rundir.refuse_foreign_dir(tmp_path / "new")  # absent: fine
+    d = tmp_path / "thesis"
+    d.mkdir()
+    rundir.refuse_foreign_dir(d)  # empty: fine
+    (d / ".hydra").mkdir()
+    (d / "train.log").write_text("")  # what Hydra leaves of an invocation that stopped early
+    rundir.refuse_foreign_dir(d)
+    (d / "config.yaml").write_text("my: notes")
+    (d / "report.md").write_text("# mine")
+    with pytest.raises(RunDirError, match=r"holds files that are not a cvexp run \(config.yaml, report.md\)") as e:
+        rundir.refuse_foreign_dir(d)
+    assert "\n" not in str(e.value)
+    (d / "study.json").write_text("{}")  # a cvexp study: the study runner decides
+    rundir.refuse_foreign_dir(d)
+    (d / "study.json").unlink()
+    (d / "status.json").write_text("{}")  # a cvexp run: the other refusals decide
+    rundir.refuse_foreign_dir(d)
+
+
+def test_zero_epochs_is_refused_before_any_work(compose_cfg):
+    from cvexp.train import train
+
+    cfg = compose_cfg("train", ["trainer.max_epochs=0"])
+    with pytest.raises(ConfigError, match="trainer.max_epochs=0 trains nothing") as e:
+        train(cfg)
+    assert "train=false" in str(e.value) and "\n" not in str(e.value)
