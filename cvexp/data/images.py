@@ -58,10 +58,11 @@ def is_readable_image(path: str | os.PathLike) -> bool:
     try:
         if os.path.getsize(path) == 0:
             return False
-        header_size(path)
+        size, _ = header_size(path)
         if str(path).lower().endswith((".jpg", ".jpeg")) and not has_jpeg_end(path):
             return False
-        img = cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_8)
+        tiny = size is not None and min(size) < 8  # OpenCV's 1/8 decode fails below 8 px: decode it whole
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR if tiny else cv2.IMREAD_REDUCED_COLOR_8)
     except (OSError, cv2.error, DataError):
         return False
     return img is not None and img.size > 0

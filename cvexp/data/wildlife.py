@@ -165,7 +165,9 @@ class WildlifeDataModule(SplitDataModule):
     def dataset_root(self) -> Path:
         return Path(self.root)
 
-    STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+    # training checks the test images too: it tests them at the end, and a damaged one must not
+    # surface only after hours of training
+    STAGE_SPLITS = {"fit": SPLITS, "validate": ("val",), "test": ("test",)}
 
     def setup(self, stage: str | None = None) -> None:
         """Scan, split and check the images the stage reads (all of them for `data.skip_corrupt=true`,
@@ -213,6 +215,11 @@ class WildlifeDataModule(SplitDataModule):
                                                 self.split_seed)
         else:
             self.split = stratified_split(labels, self.split_fractions, self.split_seed)
+        empty = [name for name, frac in zip(SPLITS, self.split_fractions) if frac > 0 and not self.split[name]]
+        if empty:
+            raise DataError(f"data.split={list(self.split_fractions)} leaves the {' and '.join(empty)} split empty "
+                            f"({len(files)} images in {self.class_root}); add images, or raise the fraction of "
+                            f"{' and '.join(empty)}")
         if self.output_dir:
             out = Path(self.output_dir)
             out.mkdir(parents=True, exist_ok=True)

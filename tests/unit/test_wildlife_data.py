@@ -261,3 +261,30 @@ def test_the_wildlife_configs_remember_checks_in_the_cache_dir(compose_cfg):
     for option in ("wildlife", "demo_wildlife"):
         cfg = compose_cfg("train", [f"data={option}", "paths.data_dir=/data"])
         assert cfg.data.cache_dir == cfg.paths.cache_dir
+
+
+def test_training_checks_its_test_images_before_it_trains(demo_root):
+    dm = _dm(demo_root)
+    dm.setup("test")
+    test_file = dm.class_root / dm.files[dm.split["test"][0]]
+    test_file.write_bytes(b"damaged")
+    with pytest.raises(DataError, match=str(test_file)):  # at fit, not after hours of training
+        _dm(demo_root).setup("fit")
+
+
+def test_a_split_left_empty_by_a_small_dataset_is_one_line(tmp_path):
+    root = write_demo_wildlife(tmp_path / "tiny", n_images=20)  # a few per class: 0.1 of them is no val image
+    with pytest.raises(DataError, match=r"leaves the val split empty \(\d+ images") as e:
+        _dm(root, split=[0.7, 0.1, 0.2]).setup("fit")
+    assert "\n" not in str(e.value) and "raise the fraction of val" in str(e.value)
+
+
+def test_tiny_png_is_readable(tmp_path):
+    from PIL import Image
+
+    from cvexp.data.images import is_readable_image, read_rgb
+
+    for side in (1, 4, 7, 8):
+        Image.new("RGB", (side, side), (200, 10, 10)).save(tmp_path / f"{side}.png")
+        assert is_readable_image(tmp_path / f"{side}.png"), side
+        assert read_rgb(tmp_path / f"{side}.png").shape == (side, side, 3)
