@@ -177,8 +177,21 @@ def _plot_per_class(per_class: dict, out: Path, metric: str) -> None:
                                   title=f"Per-class {nice} of {label} by evaluation dataset", ylabel=nice)
 
 
+def _as_list(value, key: str) -> list[str]:
+    """A list as given, or one path/name given without brackets (never its characters)."""
+    if isinstance(value, str):
+        return [value]
+    if value is None:
+        return []
+    try:
+        return [str(v) for v in value]
+    except TypeError:
+        raise ConfigError(f"{key} must be a list: {key}=[A,B]") from None
+
+
 def cross_eval(cfg: DictConfig) -> dict[str, float]:
-    rows = evaluate_grid(list(cfg.ckpts), list(cfg.datasets), cfg.get("space"), entry.output_dir(cfg), cfg,
+    rows = evaluate_grid(_as_list(cfg.ckpts, "ckpts"), _as_list(cfg.datasets, "datasets"), cfg.get("space"),
+                         entry.output_dir(cfg), cfg,
                          overrides=list(cfg.get("overrides") or []))
     print((entry.output_dir(cfg) / "cross_dataset.md").read_text())
     return {f"{r['checkpoint']}->{r['evaluated_on']}": r["value"] for r in rows}

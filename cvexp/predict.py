@@ -40,7 +40,9 @@ def predict(cfg: DictConfig) -> dict:
                         "or a glob such as 'photos/*.jpg'")
     _refuse_output_among_inputs(out, Path(str(cfg.input)), files)
     model = load_inference_model(cfg.ckpt_path, cfg.get("output_stride"))
-    device = _device(cfg.get("device", "auto"))
+    from cvexp.analysis.features import pick_device
+
+    device = pick_device(cfg.get("device", "auto"))
     model.module.to(device)
     OmegaConf.save(OmegaConf.to_container(cfg, resolve=True), out / "config.yaml")
     rundir.write_json(out / "contract.json", model.contract())
@@ -52,6 +54,9 @@ def predict(cfg: DictConfig) -> dict:
             summary = _segment(model, files, cfg, out, device)
     if summary["skipped"]:
         (out / "skipped_files.txt").write_text("".join(f"{f}\n" for f in summary["skipped"]))
+    if not summary["images"]:
+        raise DataError(f"input={cfg.input}: none of its {len(files)} image file(s) could be read (listed in "
+                        f"{out / 'skipped_files.txt'}); check the files")
     summary = {"images": summary["images"], "skipped": len(summary["skipped"]), "task": model.task}
     rundir.write_json(out / "summary.json", summary)
     print(f"{summary['images']} prediction(s), {summary['skipped']} skipped -> {out.resolve()}")
@@ -62,16 +67,6 @@ def _exts() -> list[str]:
     from cvexp.engine.inference import IMAGE_EXTENSIONS
 
     return list(IMAGE_EXTENSIONS)
-
-
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda but no CUDA GPU is available; use device=cpu")
-    return torch.device(name)
 
 
 def _read(path: Path, skipped: list) -> np.ndarray | None:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from cvexp.errors import ConfigError
 from cvexp.io.progress import progress
 
 
@@ -87,9 +88,19 @@ def stratified_subsample(labels: Sequence[int] | np.ndarray, max_n: int | None, 
 
 
 def pick_device(device: str | torch.device | None = "auto") -> torch.device:
+    """`device=auto|cpu|cuda[:N]` as a torch device; a one-line ConfigError for anything else."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    if isinstance(device, torch.device):
+        return device
+    if str(device).split(":")[0] not in ("cpu", "cuda"):
+        raise ConfigError(f"device={device} is not a device cvexp runs on; use device=auto, cpu or cuda")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device} but no CUDA GPU is available; use device=cpu")
+    try:
+        return torch.device(str(device))
+    except RuntimeError:
+        raise ConfigError(f"device={device} is not a device cvexp runs on; use device=auto, cpu or cuda") from None
 
 
 @torch.no_grad()

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from cvexp.errors import ConfigError
+
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "leaky_relu": nn.LeakyReLU}
 
 # The course's reference CNN (README "Classification"): 3x3 convs 32/64/128, max-pool 4 then 2 then 2.
@@ -21,7 +23,7 @@ def conv_block(in_ch: int, channels: int, kernel: int = 3, stride: int = 1, padd
                pool: int | None = None, activation: str = "relu", batch_norm: bool = False,
                dropout: float = 0.0) -> nn.Sequential:
     if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+        raise ConfigError(f"model.activation={activation!r} is unknown; choose one of {sorted(ACTIVATIONS)}")
     layers: list[nn.Module] = [nn.Conv2d(in_ch, channels, kernel, stride, padding, bias=not batch_norm)]
     if batch_norm:
         layers.append(nn.BatchNorm2d(channels))
@@ -31,6 +33,10 @@ def conv_block(in_ch: int, channels: int, kernel: int = 3, stride: int = 1, padd
     if dropout:
         layers.append(nn.Dropout2d(dropout))
     return nn.Sequential(*layers)
+
+
+# what a block of model.blocks may set: conv_block's arguments
+BLOCK_KEYS = {"channels", "kernel", "stride", "padding", "pool", "activation", "batch_norm", "dropout"}
 
 
 class ConvNet(nn.Module):
@@ -47,8 +53,12 @@ class ConvNet(nn.Module):
         layers, ch = [], in_channels
         for i, block in enumerate(blocks):
             spec = {**defaults, **dict(block)}
+            unknown = sorted(set(spec) - BLOCK_KEYS)
+            if unknown:
+                raise ConfigError(f"model.blocks[{i}] has unknown key(s) {', '.join(map(str, unknown))}; a block takes "
+                                  f"{', '.join(sorted(BLOCK_KEYS))}")
             if "channels" not in spec:
-                raise ValueError(f"model.blocks[{i}] needs 'channels'")
+                raise ConfigError(f"model.blocks[{i}] needs 'channels' (e.g. {{channels: 32, pool: 2}})")
             layers.append(conv_block(ch, **spec))
             ch = spec["channels"]
         self.features = nn.Sequential(*layers)
@@ -59,7 +69,7 @@ class ConvNet(nn.Module):
         except RuntimeError:  # a pool or conv larger than what is left of the image
             n_features = 0
         if n_features == 0:
-            raise ValueError(f"model.blocks shrink a {input_size}px input to nothing; use fewer pools or a larger input")
+            raise ConfigError(f"model.blocks shrink a {input_size}px input to nothing; use fewer pools or a larger input")
         self.num_features = n_features
         self.input_size = input_size
         self.head = nn.Sequential(nn.Dropout(head_dropout) if head_dropout else nn.Identity(),

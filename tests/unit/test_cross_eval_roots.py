@@ -74,3 +74,13 @@ def test_two_checkpoints_of_the_same_model_and_data_keep_their_own_results(grid,
     with open(tmp_path / "grid" / "cross_dataset.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["checkpoint"] for r in rows] == ["m@d", "m@d-2"] and {r["trained_on"] for r in rows} == {"d"}
+
+
+def test_a_single_path_or_name_is_a_one_item_list():
+    from cvexp.cross_eval import _as_list
+
+    assert _as_list("runs/a/checkpoints/best.ckpt", "ckpts") == ["runs/a/checkpoints/best.ckpt"]
+    assert _as_list(["demo_idd", "demo_cityscapes"], "datasets") == ["demo_idd", "demo_cityscapes"]
+    assert _as_list(None, "datasets") == []
+    with pytest.raises(ConfigError, match=r"ckpts must be a list: ckpts=\[A,B\]"):
+        _as_list(3, "ckpts")

@@ -37,10 +37,16 @@ def test_convnet_flatten_size_follows_config(size):
 
 
 def test_convnet_bad_config():
-    with pytest.raises(ValueError, match="activation"):
+    from cvexp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="activation"):
         ConvNet(num_classes=2, blocks=[{"channels": 4, "activation": "tanhh"}], input_size=32)
-    with pytest.raises(ValueError, match="shrink"):
+    with pytest.raises(ConfigError, match="shrink"):
         ConvNet(num_classes=2, blocks=[{"channels": 4, "pool": 8}] * 3, input_size=32)
+    with pytest.raises(ConfigError, match=r"model.blocks\[0\] has unknown key\(s\) out_channels; a block takes"):
+        ConvNet(num_classes=2, blocks=[{"out_channels": 8}], input_size=32)
+    with pytest.raises(ConfigError, match=r"model.blocks\[1\] needs 'channels'"):
+        ConvNet(num_classes=2, blocks=[{"channels": 4}, {"pool": 2}], input_size=32)
 
 
 @pytest.fixture(scope="module")

@@ -68,3 +68,17 @@ def test_output_folder_is_never_among_the_inputs(tmp_path):
         _refuse_output_among_inputs(photos / "trip", photos / "trip" / "*.jpg", [files[0]])
     _refuse_output_among_inputs(tmp_path / "out", photos, files)
     _refuse_output_among_inputs(photos / "trip" / "preds", photos / "trip" / "1.jpg", [files[0]])  # a file: fine
+
+
+def test_devices_are_auto_cpu_or_cuda():
+    import torch
+
+    from cvexp.analysis.features import pick_device
+
+    assert pick_device("cpu") == torch.device("cpu") and pick_device("auto").type in ("cpu", "cuda")
+    for bad in ("tpu", "gpu", "mps"):
+        with pytest.raises(ConfigError, match="use device=auto, cpu or cuda"):
+            pick_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU is available"):
+            pick_device("cuda")
