@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cvexp.engine import signals
 from cvexp.engine import build, entry, resume, results
-from cvexp.errors import CheckpointError
+from cvexp.errors import CheckpointError, ConfigError
 
 log = logging.getLogger("cvexp.train")
 
@@ -34,6 +34,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("resuming %s after epoch %d", cfg.resume, info["epoch"])
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.get("train", True) and not resuming and OmegaConf.select(cfg, "trainer.max_epochs") == 0:
+        raise ConfigError("trainer.max_epochs=0 trains nothing, and the test would measure untrained weights; "
+                          "give trainer.max_epochs >= 1 (-1 = no limit), or train=false to only test")
     out = entry.output_dir(cfg)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:
