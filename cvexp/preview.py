@@ -109,6 +109,9 @@ def preview(cfg: DictConfig) -> dict:
         raise ConfigError(f"n_images and n_samples must be >= 1, got {cfg.n_images} and {cfg.n_samples}")
     build.resolve_inputs(cfg)
     dm = build.build_datamodule(cfg)
+    if getattr(dm, "task", "classification") != "classification":
+        raise ConfigError(f"preview draws classification images; data={dm.__class__.__name__} is {dm.task} data: "
+                          "use data=demo_wildlife or data=wildlife")
     dm.setup()
     seed = int(cfg.get("seed") or 0)
     ds = dm.dataset(cfg.split, augment=False)

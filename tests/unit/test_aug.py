@@ -185,3 +185,13 @@ def test_every_pipeline_ends_in_the_lut_normalize_with_the_same_output():
     for k in range(5):
         img = scene(seed=k)
         assert torch.equal(fast(image=img)["image"], plain(image=img)["image"])
+
+
+def test_preview_of_segmentation_data_is_one_line(compose_cfg):
+    from cvexp.errors import ConfigError
+    from cvexp.preview import preview
+
+    cfg = compose_cfg("preview", ["data=demo_idd", "aug=seg_basic", "model=deeplabv3plus", "model.encoder_weights=null"])
+    with pytest.raises(ConfigError, match="preview draws classification images") as e:
+        preview(cfg)
+    assert "\n" not in str(e.value) and "data=demo_wildlife" in str(e.value)
