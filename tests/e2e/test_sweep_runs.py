@@ -29,7 +29,7 @@ def test_real_multirun_with_a_failing_job(tmp_path):
         assert float(table[0][k]) == pytest.approx(saved[k])
     assert table[0]["epochs"] == "1" and float(table[0]["wall_time_s"]) > 0
     assert table[0]["gap/acc"] != "" and table[0]["gap/loss"] != ""
-    assert "unknown activation 'bogus'" in table[1]["error"] and table[1]["test/acc"] == ""
+    assert "model.activation='bogus' is unknown" in table[1]["error"] and table[1]["test/acc"] == ""
     md = (sweep / "report.md").read_text()
     assert "| 0 | relu |" in md and "| 1 | bogus |" in md and "Common overrides: `debug=fast`" in md
     # rebuilding by hand gives the same table
