@@ -88,6 +88,13 @@ def export(cfg: DictConfig) -> dict:
     fmt = str(cfg.format)
     if fmt not in FORMATS:
         raise ConfigError(f"format={fmt!r}; use one of {', '.join(FORMATS)}")
+    try:
+        tol = float(cfg.tolerance)
+    except (TypeError, ValueError):
+        tol = float("nan")
+    if not tol >= 0:  # (also nan)
+        raise ConfigError(f"tolerance={cfg.tolerance} must be a number >= 0 (the largest |difference| from "
+                          "PyTorch an export may have, e.g. tolerance=1e-4)")
     if fmt == "onnx":
         _need_onnx()
     out = entry.output_dir(cfg)
@@ -111,7 +118,6 @@ def export(cfg: DictConfig) -> dict:
                                   f"{tuple(x.shape)}, PyTorch {tuple(ref.shape)}")
             diffs.append(float((got - ref).abs().max()))
     max_diff = max(diffs)
-    tol = float(cfg.tolerance)
     contract = {**model.contract(), "format": fmt, "file": path.name,
                 "dynamic_axes": ["batch", "height", "width"] if model.task == "segmentation" else ["batch"]}
     rundir.write_json(out / "model.json", contract)

@@ -82,3 +82,15 @@ def test_devices_are_auto_cpu_or_cuda():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA GPU is available"):
             pick_device("cuda")
+
+
+def test_export_tolerance_must_be_a_number_at_least_zero():
+    from omegaconf import OmegaConf
+
+    from cvexp.export import export
+
+    for bad in (-1, "abc", float("nan")):
+        cfg = OmegaConf.create({"format": "torchscript", "tolerance": bad, "ckpt_path": "never-read.ckpt"})
+        with pytest.raises(ConfigError, match="must be a number >= 0") as e:
+            export(cfg)
+        assert "\n" not in str(e.value)
