@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,7 +48,10 @@ def write_once(root: str | os.PathLike, generator: str, settings: dict, fill: Ca
         return root
     _check_ours(root, generator, marker, settings)
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    # a new, unique sibling with the usual permissions (mkdtemp's would be private, 0700, and a
+    # cache shared by a group unreadable to the others)
+    tmp = root.parent / f".{root.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
     try:
         fill(tmp)
         (tmp / MARKER).write_text(json.dumps(wanted))

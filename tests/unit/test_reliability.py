@@ -528,3 +528,16 @@ def test_zero_epochs_is_refused_before_any_work(compose_cfg):
     with pytest.raises(ConfigError, match="trainer.max_epochs=0 trains nothing") as e:
         train(cfg)
     assert "train=false" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_generated_demo_folders_get_the_usual_permissions(tmp_path):
+    import stat
+
+    from cvexp.data.cache import write_once
+
+    old = os.umask(0o022)
+    try:
+        root = write_once(tmp_path / "cache", "demo_wildlife", {"version": 1}, _fill)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(root.stat().st_mode) == 0o755  # not mkdtemp's private 0700: a group can share it
