@@ -77,9 +77,10 @@ def read_json_object(path: Path) -> dict:
     return obj if isinstance(obj, dict) else {}
 
 
-def _read_overrides(job_dir: Path, status: dict) -> list[str]:
-    """The job's command-line overrides: `.hydra/overrides.yaml`, else status.json's copy."""
-    path = job_dir / ".hydra" / "overrides.yaml"
+def recorded_overrides(job_dir: Path, status: dict) -> list[str] | None:
+    """The command-line overrides a run or job was made with: Hydra's `.hydra/overrides.yaml`, else
+    the copy in its status.json (`status`); None when neither has them."""
+    path = Path(job_dir) / ".hydra" / "overrides.yaml"
     if path.is_file():
         try:
             from cvexp.io.yamlfile import load_yaml
@@ -90,7 +91,7 @@ def _read_overrides(job_dir: Path, status: dict) -> list[str]:
         except Exception:  # noqa: BLE001 - half-written file: fall back to status.json
             pass
     ov = status.get("overrides")
-    return [str(x) for x in ov] if isinstance(ov, list) else []
+    return [str(x) for x in ov] if isinstance(ov, list) else None
 
 
 def _read_job_config(job_dir: Path) -> dict:
@@ -202,7 +203,7 @@ def read_job(job_dir: str | Path) -> dict[str, Any]:
         "dir": str(job_dir),
         "status": state,
         "error": one_line(status.get("error")) if status.get("error") else "",
-        "overrides": _read_overrides(job_dir, status),
+        "overrides": recorded_overrides(job_dir, status) or [],
         "metrics": {k: _as_float(v) for k, v in metrics.items()},
         "wall_time_s": _as_float(status.get("wall_time_s")),
         "epochs": None,

@@ -40,19 +40,8 @@ class Plan:
 
 # ------------------------------------------------------------------------------------ reading
 def recorded_overrides(run_dir: Path) -> list[str] | None:
-    """The overrides a run was made with: Hydra's `.hydra/overrides.yaml`, else status.json's copy."""
-    path = Path(run_dir) / ".hydra" / "overrides.yaml"
-    if path.is_file():
-        try:
-            from cvexp.io.yamlfile import load_yaml
-
-            data = load_yaml(path)
-            if isinstance(data, list):
-                return [str(x) for x in data]
-        except Exception:  # noqa: BLE001 - half-written: fall back to status.json
-            pass
-    ov = rundir.read_status(run_dir).get("overrides")
-    return [str(x) for x in ov] if isinstance(ov, list) else None
+    """The overrides a run was made with (sweep_report.recorded_overrides, with its status.json)."""
+    return sweep_report.recorded_overrides(run_dir, rundir.read_status(run_dir))
 
 
 def run_state(run_dir: Path) -> str:

@@ -36,7 +36,7 @@ def test_readers_of_run_files_fall_back_instead_of_expanding(tmp_path):
     (job / ".hydra").mkdir(parents=True)
     _alias_bomb(job / ".hydra" / "overrides.yaml")
     start = time.monotonic()
-    assert sweep_report._read_overrides(job, {"overrides": ["seed=1"]}) == ["seed=1"]  # status.json's
+    assert sweep_report.recorded_overrides(job, {"overrides": ["seed=1"]}) == ["seed=1"]  # status.json's
     assert time.monotonic() - start < 1
 
 
