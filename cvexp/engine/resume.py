@@ -114,38 +114,31 @@ def _moved_into(stored: DictConfig, run_dir: Path) -> DictConfig:
     """The stored config with every path under the run's original folder moved into `run_dir` (a
     copied or moved run writes into itself, never into the run it was copied from); refused if any
     place it writes (OUTPUT_KEYS) is still outside `run_dir`."""
+    from cvexp.io.checkpoint import walk
+
     old = str(OmegaConf.select(stored, "paths.output_dir") or "")
     new = str(run_dir)
 
-    def move(node, where: str):
+    def move(node):
         if isinstance(node, dict):
-            return {k: move(v, f"{where}.{k}" if where else str(k)) for k, v in node.items()}
+            return {k: move(v) for k, v in node.items()}
         if isinstance(node, list):
-            return [move(v, f"{where}.{i}") for i, v in enumerate(node)]
+            return [move(v) for v in node]
         if isinstance(node, str) and old and (node == old or node.startswith(old.rstrip("/") + "/")):
             return new + node[len(old.rstrip("/")):]
         return node
 
-    moved = move(OmegaConf.to_container(stored, resolve=False), "")
-    for where, value in _output_paths(moved, ""):
-        if not Path(value).expanduser().resolve().is_relative_to(run_dir.resolve()):
+    moved = move(OmegaConf.to_container(stored, resolve=False))
+    for key, node in moved.items():
+        for where, value in walk(node, str(key)):
+            if where.rsplit(".", 1)[-1] not in OUTPUT_KEYS or not isinstance(value, str) or not value:
+                continue
+            if Path(value).expanduser().resolve().is_relative_to(run_dir.resolve()):
+                continue
             raise ConfigError(f"resume={run_dir}: {where}={value} in its config.yaml writes outside the run "
                               "directory; a resumed run writes only into itself. Start a new run from its "
                               "weights instead: ckpt_path=<run dir>/checkpoints/last.ckpt")
     return OmegaConf.create(moved)
-
-
-def _output_paths(node, where: str):
-    if isinstance(node, dict):
-        for k, v in node.items():
-            here = f"{where}.{k}" if where else str(k)
-            if k in OUTPUT_KEYS and isinstance(v, str) and v:
-                yield here, v
-            else:
-                yield from _output_paths(v, here)
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _output_paths(v, f"{where}.{i}")
 
 
 def _overrides() -> list[str]:

@@ -247,7 +247,7 @@ def check_targets(config: Mapping, source: str | os.PathLike = "the checkpoint")
     any import, then by class); or that holds interpolations (a stored config is resolved)."""
     allowed = _allowed()
     for key, node in config.items():
-        for where, value in _walk(node, str(key)):
+        for where, value in walk(node, str(key)):
             if isinstance(value, str) and "${" in value:
                 raise CheckpointError(f"{source}: {where} holds an interpolation ({value[:60]}); a cvexp "
                                       "run stores its config resolved, so this file is refused")
@@ -262,14 +262,15 @@ def check_targets(config: Mapping, source: str | os.PathLike = "the checkpoint")
                 _check_class(value, prefixes, bases, where, source)
 
 
-def _walk(node: Any, where: str):
+def walk(node: Any, where: str):
+    """Every node of a config container with its dotted path (`model.blocks.0.channels`)."""
     yield where, node
     if isinstance(node, Mapping):
         for k, v in node.items():
-            yield from _walk(v, f"{where}.{k}")
+            yield from walk(v, f"{where}.{k}")
     elif isinstance(node, (list, tuple)):
         for i, v in enumerate(node):
-            yield from _walk(v, f"{where}.{i}")
+            yield from walk(v, f"{where}.{i}")
 
 
 def _check_class(target: Any, prefixes: tuple[str, ...], bases: tuple[type, ...], where: str, source) -> None:
