@@ -36,19 +36,21 @@ def header_size(path: str | os.PathLike) -> tuple[tuple[int, int] | None, str | 
 
     from PIL import Image
 
+    def too_large(what: str) -> DataError:
+        return DataError(f"image {path} is {what}, more than cvexp decodes ({MAX_PIXELS / 1e6:.0f} megapixels: "
+                         "a decompression bomb or a scan); downscale or tile it")
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 size, fmt = im.size, im.format
     except Image.DecompressionBombError:
-        size, fmt = None, "too large"
+        raise too_large("larger than PIL's decompression-bomb limit") from None
     except (OSError, ValueError, SyntaxError):
         return None, None
-    if fmt == "too large" or size[0] * size[1] > MAX_PIXELS:
-        what = f"{size[0]} x {size[1]} pixels" if size else "larger than PIL's decompression-bomb limit"
-        raise DataError(f"image {path} is {what}, more than cvexp decodes ({MAX_PIXELS / 1e6:.0f} megapixels: "
-                        "a decompression bomb or a scan); downscale or tile it")
+    if size[0] * size[1] > MAX_PIXELS:
+        raise too_large(f"{size[0]} x {size[1]} pixels")
     return size, fmt
 
 
